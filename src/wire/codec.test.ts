@@ -1,0 +1,274 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import {
+  decodeFrame,
+  encodeFrame,
+  errorCodes,
+  type Frame,
+  FrameDecoder,
+  FrameEncoder,
+  frameHeaderBytes,
+  headersMax,
+  type WireError,
+  wireVersion,
+} from "./index.ts";
+
+// avsc encodes longs up to 2^53 - 2 as numbers (it refuses anything that might lose precision).
+const id = fc.integer({ min: 0, max: 2 ** 53 - 2 });
+const text = fc.string({ maxLength: 40 });
+const payload = fc.uint8Array({ maxLength: 300 }).map((bytes) => Buffer.from(bytes));
+const headers = fc.dictionary(text, text, { maxKeys: 5 }).map((entries) => {
+  const out: Record<string, string> = Object.create(null);
+  for (const [key, value] of Object.entries(entries)) out[key] = value;
+  return out;
+});
+const code = fc.constantFrom(...errorCodes);
+
+const frame: fc.Arbitrary<Frame> = fc.oneof(
+  fc.record({
+    kind: fc.constant("Hello" as const),
+    agent: text,
+    frameMaxBytes: fc.integer({ min: 1, max: 2 ** 31 - 1 }),
+    payloadMaxBytes: fc.integer({ min: 1, max: 2 ** 31 - 1 }),
+  }),
+  fc.record({ kind: fc.constant("Ping" as const), id }),
+  fc.record({ kind: fc.constant("Pong" as const), id }),
+  fc.record({ kind: fc.constant("Publish" as const), requestId: id, topic: text, payload, headers }),
+  fc.record({ kind: fc.constant("Subscribe" as const), requestId: id, subscriptionId: id, topic: text }),
+  fc.record({ kind: fc.constant("Unsubscribe" as const), requestId: id, subscriptionId: id }),
+  fc.record({ kind: fc.constant("Ack" as const), throughRequestId: id }),
+  fc.record({ kind: fc.constant("Refusal" as const), requestId: id, code, message: text }),
+  fc.record({ kind: fc.constant("Message" as const), subscriptionId: id, topic: text, payload, headers }),
+  fc.record({ kind: fc.constant("Goodbye" as const), code, message: text }),
+);
+
+/** Decodes a stream split into the given chunk sizes, collecting frames and errors. */
+function decodeChunked(bytes: Buffer, sizes: number[], frameMaxBytes = 1 << 20) {
+  const decoder = new FrameDecoder(frameMaxBytes);
+  const frames: Frame[] = [];
+  const errors: { error: WireError; fatal: boolean }[] = [];
+  const sink = {
+    frame: (f: Frame) => frames.push(f),
+    error: (error: WireError, fatal: boolean) => errors.push({ error, fatal }),
+  };
+  let offset = 0;
+  for (const size of sizes) {
+    if (offset >= bytes.length) break;
+    decoder.push(bytes.subarray(offset, offset + size), sink);
+    offset += size;
+  }
+  if (offset < bytes.length) decoder.push(bytes.subarray(offset), sink);
+  return { frames, errors, decoder };
+}
+
+const plain = (value: unknown) =>
+  JSON.parse(JSON.stringify(value, (_k, v) => (Buffer.isBuffer(v) ? [...v] : v)));
+
+describe("frame codec", () => {
+  it("round-trips every frame kind", () => {
+    fc.assert(
+      fc.property(frame, (original) => {
+        const result = decodeFrame(encodeFrame(original));
+        expect(result.ok).toBe(true);
+        if (result.ok) expect(plain(result.frame)).toEqual(plain(original));
+      }),
+    );
+  });
+
+  it("reassembles batches of frames split into arbitrary chunks", () => {
+    fc.assert(
+      fc.property(
+        fc.array(frame, { maxLength: 20 }),
+        fc.array(fc.integer({ min: 1, max: 64 })),
+        (frames, sizes) => {
+          const encoder = new FrameEncoder(1 << 20, 512);
+          for (const f of frames) expect(encoder.encode(f).ok).toBe(true);
+          const bytes = encoder.take() ?? Buffer.alloc(0);
+          const decoded = decodeChunked(bytes, sizes);
+          expect(decoded.errors).toEqual([]);
+          expect(plain(decoded.frames)).toEqual(plain(frames));
+          expect(decoded.decoder.pendingBytes).toBe(0);
+        },
+      ),
+    );
+  });
+
+  it("never overwrites bytes already taken from the encoder", () => {
+    const encoder = new FrameEncoder(1 << 20, 300);
+    const taken: Buffer[] = [];
+    const frames: Frame[] = [];
+    for (let index = 0; index < 50; index++) {
+      const f: Frame = { kind: "Ping", id: index };
+      frames.push(f);
+      encoder.encode(f);
+      if (index % 3 === 0) taken.push(Buffer.from(encoder.take()!));
+      if (index % 3 === 0) taken[taken.length - 1] = encoder.take() ?? taken[taken.length - 1]!;
+    }
+    const copies = taken.map((b) => Buffer.from(b));
+    for (let index = 0; index < 200; index++) encoder.encode({ kind: "Ping", id: 1e6 + index });
+    expect(taken).toEqual(copies);
+  });
+
+  it("refuses to encode a frame over the limit and keeps earlier frames intact", () => {
+    const encoder = new FrameEncoder(1000, 256);
+    expect(encoder.encode({ kind: "Ping", id: 7 }).ok).toBe(true);
+    const big = encoder.encode({
+      kind: "Publish",
+      requestId: 1,
+      topic: "t",
+      payload: Buffer.alloc(2000),
+      headers: {},
+    });
+    expect(big).toMatchObject({ ok: false, error: { tag: "FrameTooLarge", limitBytes: 1000 } });
+    const decoded = decodeFrame(encoder.take()!);
+    expect(decoded).toMatchObject({ ok: true, frame: { kind: "Ping", id: 7 } });
+  });
+});
+
+describe("decoding bad input gives a typed error and never throws", () => {
+  const ping = encodeFrame({ kind: "Ping", id: 42 });
+
+  it("wrong version", () => {
+    const bad = Buffer.from(ping);
+    bad[4] = wireVersion + 1;
+    expect(decodeFrame(bad)).toMatchObject({
+      ok: false,
+      error: { tag: "UnsupportedVersion", version: wireVersion + 1 },
+    });
+  });
+
+  it("unknown kind", () => {
+    const bad = Buffer.from(ping);
+    bad[5] = 200;
+    expect(decodeFrame(bad)).toMatchObject({ ok: false, error: { tag: "UnknownFrameKind", kind: 200 } });
+  });
+
+  it("truncated frame and truncated body", () => {
+    expect(decodeFrame(ping.subarray(0, 3))).toMatchObject({ ok: false, error: { tag: "MalformedFrame" } });
+    expect(decodeFrame(ping.subarray(0, ping.length - 1))).toMatchObject({
+      ok: false,
+      error: { tag: "MalformedFrame" },
+    });
+    const publish = encodeFrame({
+      kind: "Publish",
+      requestId: 1,
+      topic: "orders",
+      payload: Buffer.alloc(10),
+      headers: {},
+    });
+    const cut = Buffer.from(publish.subarray(0, publish.length - 5));
+    cut.writeUInt32BE(cut.length - 4, 0);
+    expect(decodeFrame(cut)).toMatchObject({
+      ok: false,
+      error: { tag: "MalformedFrame", message: expect.stringMatching(/truncated/) },
+    });
+  });
+
+  it("trailing bytes after the body", () => {
+    const padded = Buffer.concat([ping, Buffer.from([0])]);
+    padded.writeUInt32BE(padded.length - 4, 0);
+    expect(decodeFrame(padded)).toMatchObject({
+      ok: false,
+      error: { tag: "MalformedFrame", message: expect.stringMatching(/trailing/) },
+    });
+  });
+
+  it("oversized frame stops the stream decoder (the frame boundary is lost)", () => {
+    const header = Buffer.alloc(8);
+    header.writeUInt32BE(5_000_000, 0);
+    const { frames, errors } = decodeChunked(Buffer.concat([header, ping]), [3, 5, 100], 1 << 20);
+    expect(frames).toEqual([]);
+    expect(errors).toEqual([
+      { error: expect.objectContaining({ tag: "FrameTooLarge", bytes: 5_000_004 }), fatal: true },
+    ]);
+  });
+
+  it("a bad frame in a stream is reported and the next frame still decodes", () => {
+    const bad = Buffer.from(ping);
+    bad[5] = 99;
+    const { frames, errors } = decodeChunked(Buffer.concat([bad, ping]), [1, 2, 3, 100]);
+    expect(errors.map((e) => [e.error.tag, e.fatal])).toEqual([["UnknownFrameKind", false]]);
+    expect(frames).toMatchObject([{ kind: "Ping", id: 42 }]);
+  });
+
+  it("enum index out of range", () => {
+    const goodbye = Buffer.from(encodeFrame({ kind: "Goodbye", code: "Internal", message: "" }));
+    goodbye[frameHeaderBytes] = 0x7e; // zig-zag 63: no such error code
+    expect(decodeFrame(goodbye)).toMatchObject({ ok: false, error: { tag: "MalformedFrame" } });
+  });
+
+  it("a forged header count is refused at once instead of looping", () => {
+    // Publish body: requestId 1, topic "t", empty payload, then a map block count of 2^40.
+    const body = Buffer.from([0x02, 0x02, 0x74, 0x00, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01]);
+    const bytes = Buffer.concat([Buffer.alloc(6), body]);
+    bytes.writeUInt32BE(bytes.length - 4, 0);
+    bytes[4] = wireVersion;
+    bytes[5] = 4;
+    expect(decodeFrame(bytes)).toMatchObject({ ok: false, error: { tag: "MalformedFrame" } });
+  });
+
+  it(`more than ${headersMax} headers`, () => {
+    const many: Record<string, string> = {};
+    for (let index = 0; index <= headersMax; index++) many[`h${index}`] = "v";
+    const bytes = encodeFrame({
+      kind: "Message",
+      subscriptionId: 1,
+      topic: "t",
+      payload: Buffer.alloc(0),
+      headers: many,
+    });
+    expect(decodeFrame(bytes)).toMatchObject({ ok: false, error: { tag: "MalformedFrame" } });
+  });
+
+  it("random bytes", () => {
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ maxLength: 200 }),
+        fc.array(fc.integer({ min: 1, max: 50 })),
+        (bytes, sizes) => {
+          const buffer = Buffer.from(bytes);
+          const single = decodeFrame(buffer);
+          expect(typeof single.ok).toBe("boolean");
+          decodeChunked(buffer, sizes, 1 << 16);
+        },
+      ),
+      { numRuns: 2000 },
+    );
+  });
+
+  it("random bytes behind a valid header", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 10 }), fc.uint8Array({ maxLength: 100 }), (kind, body) => {
+        const bytes = Buffer.concat([Buffer.alloc(6), Buffer.from(body)]);
+        bytes.writeUInt32BE(bytes.length - 4, 0);
+        bytes[4] = wireVersion;
+        bytes[5] = kind;
+        const result = decodeFrame(bytes);
+        if (!result.ok) expect(result.error.message.length).toBeGreaterThan(0);
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  it("mutated valid frames", () => {
+    fc.assert(
+      fc.property(
+        frame,
+        fc.array(fc.record({ at: fc.nat(), value: fc.integer({ min: 0, max: 255 }) }), {
+          minLength: 1,
+          maxLength: 4,
+        }),
+        fc.nat(),
+        (original, mutations, cut) => {
+          const bytes = Buffer.from(encodeFrame(original));
+          for (const { at, value } of mutations) bytes[at % bytes.length] = value;
+          const truncated = bytes.subarray(0, Math.max(0, bytes.length - (cut % 4)));
+          decodeFrame(bytes);
+          decodeFrame(truncated);
+          decodeChunked(Buffer.concat([bytes, truncated]), [7, 1, 13], 1 << 16);
+        },
+      ),
+      { numRuns: 3000 },
+    );
+  });
+});

@@ -1,0 +1,31 @@
+// Wire: Neuron's frames (Avro, versioned), their codec, and length-prefixed framing.
+export {
+  type DecodeResult,
+  decodeFrame,
+  type EncodeResult,
+  encodeFrame,
+  FrameDecoder,
+  FrameEncoder,
+  type FrameSink,
+  frameHeaderBytes,
+} from "./codec.ts";
+export { frameTooLarge, malformed, type WireError } from "./errors.ts";
+export {
+  type Ack,
+  type ErrorCode,
+  errorCodes,
+  type Frame,
+  type FrameKind,
+  type Goodbye,
+  type Headers,
+  type Hello,
+  headersMax,
+  type Message,
+  type Ping,
+  type Pong,
+  type Publish,
+  type Refusal,
+  type Subscribe,
+  type Unsubscribe,
+  wireVersion,
+} from "./schema.ts";

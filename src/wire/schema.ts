@@ -1,0 +1,229 @@
+// The frames of Neuron's wire protocol, as Avro schemas (avsc), and their TypeScript shapes.
+//
+// A frame on the wire is: u32 big-endian length of what follows | u8 wire version | u8 kind |
+// the Avro encoding of that kind's record. The version is in every frame so a peer speaking
+// another version is detected at its first frame, not by misreading one (Thynapse seed).
+//
+// Rules for changing this file: never reuse a kind number; add fields only with a new wire
+// version; error codes are appended, never reordered (they are an Avro enum, encoded by index).
+//
+// Trap: avsc reads map and array block counts without bounding them by the bytes left, so a
+// forged count could make it loop for minutes. `headersType` replaces the map reader with one
+// that refuses counts larger than the bytes that remain (see boundedMapRead below).
+import avro from "avsc";
+
+export const wireVersion = 1;
+
+/** Error codes that cross the wire (in Refusal and Goodbye frames). Append only. */
+export const errorCodes = [
+  "Internal",
+  "MalformedFrame",
+  "UnsupportedVersion",
+  "FrameTooLarge",
+  "PayloadTooLarge",
+  "InvalidTopic",
+  "UnknownSubscription",
+  "DuplicateSubscription",
+  "TooManySubscriptions",
+  "TooManyHeaders",
+  "ShuttingDown",
+  "NotAuthorized",
+  "ProtocolViolation",
+] as const;
+export type ErrorCode = (typeof errorCodes)[number];
+
+/** Message headers: string keys to string values, at most `headersMax` entries. */
+export type Headers = Readonly<Record<string, string>>;
+export const headersMax = 64;
+
+/** First frame on every link, both ways: who is speaking and the limits it enforces. */
+export interface Hello {
+  readonly kind: "Hello";
+  /** Free text naming the software, e.g. "neuron-router/0.1.0". */
+  readonly agent: string;
+  readonly frameMaxBytes: number;
+  readonly payloadMaxBytes: number;
+}
+export interface Ping {
+  readonly kind: "Ping";
+  readonly id: number;
+}
+export interface Pong {
+  readonly kind: "Pong";
+  readonly id: number;
+}
+/** Publish to a topic. `requestId` > 0 and increasing per link; answered by Ack or Refusal. */
+export interface Publish {
+  readonly kind: "Publish";
+  readonly requestId: number;
+  readonly topic: string;
+  readonly payload: Buffer;
+  readonly headers: Headers;
+}
+export interface Subscribe {
+  readonly kind: "Subscribe";
+  readonly requestId: number;
+  /** Chosen by the subscriber, unique on its link; Message frames carry it back. */
+  readonly subscriptionId: number;
+  readonly topic: string;
+}
+export interface Unsubscribe {
+  readonly kind: "Unsubscribe";
+  readonly requestId: number;
+  readonly subscriptionId: number;
+}
+/** Every request on this link with id <= `throughRequestId` that was not refused succeeded. */
+export interface Ack {
+  readonly kind: "Ack";
+  readonly throughRequestId: number;
+}
+/** One request failed; sent before the Ack that covers its id. */
+export interface Refusal {
+  readonly kind: "Refusal";
+  readonly requestId: number;
+  readonly code: ErrorCode;
+  readonly message: string;
+}
+/** A message delivered to a subscription. */
+export interface Message {
+  readonly kind: "Message";
+  readonly subscriptionId: number;
+  readonly topic: string;
+  readonly payload: Buffer;
+  readonly headers: Headers;
+}
+/** The sender is closing the link, and why. */
+export interface Goodbye {
+  readonly kind: "Goodbye";
+  readonly code: ErrorCode;
+  readonly message: string;
+}
+
+export type Frame =
+  | Hello
+  | Ping
+  | Pong
+  | Publish
+  | Subscribe
+  | Unsubscribe
+  | Ack
+  | Refusal
+  | Message
+  | Goodbye;
+export type FrameKind = Frame["kind"];
+
+const errorCodeSchema = { type: "enum", name: "ErrorCode", symbols: [...errorCodes] } as const;
+
+function boundedMapRead(tap: {
+  buf: Buffer;
+  pos: number;
+  readLong(): number;
+  skipLong(): void;
+  readString(): string;
+}): Record<string, string> {
+  const value: Record<string, string> = Object.create(null);
+  let total = 0;
+  for (;;) {
+    let count = tap.readLong();
+    if (count === 0) return value;
+    if (count < 0) {
+      count = -count;
+      tap.skipLong();
+    }
+    total += count;
+    // Each entry takes at least two bytes (two zero-length strings).
+    if (!(total <= headersMax && count * 2 <= tap.buf.length - tap.pos)) {
+      tap.pos = tap.buf.length + 1; // marks the read invalid; decode() then reports offset -1
+      return value;
+    }
+    for (let index = 0; index < count; index++) {
+      const key = tap.readString();
+      value[key] = tap.readString();
+    }
+  }
+}
+
+// avsc freezes its type instances, so the bounded reader goes on a subclass's prototype.
+const MapType = (avro.types as unknown as { MapType: new (schema: unknown, options: unknown) => avro.Type })
+  .MapType;
+class BoundedHeadersType extends MapType {
+  _read(tap: Parameters<typeof boundedMapRead>[0]) {
+    return boundedMapRead(tap);
+  }
+}
+const headersType: avro.Type = new BoundedHeadersType({ type: "map", values: "string" }, { registry: {} });
+
+function record(name: string, fields: { name: string; type: unknown }[]) {
+  return avro.Type.forSchema({ type: "record", name, fields } as avro.Schema);
+}
+
+const headersField = { name: "headers", type: headersType };
+
+/** Kind number <-> name <-> Avro record type. Kind numbers are part of the protocol. */
+export const frameTypes: Readonly<Record<FrameKind, { readonly number: number; readonly type: avro.Type }>> =
+  {
+    Hello: {
+      number: 1,
+      type: record("Hello", [
+        { name: "agent", type: "string" },
+        { name: "frameMaxBytes", type: "int" },
+        { name: "payloadMaxBytes", type: "int" },
+      ]),
+    },
+    Ping: { number: 2, type: record("Ping", [{ name: "id", type: "long" }]) },
+    Pong: { number: 3, type: record("Pong", [{ name: "id", type: "long" }]) },
+    Publish: {
+      number: 4,
+      type: record("Publish", [
+        { name: "requestId", type: "long" },
+        { name: "topic", type: "string" },
+        { name: "payload", type: "bytes" },
+        headersField,
+      ]),
+    },
+    Subscribe: {
+      number: 5,
+      type: record("Subscribe", [
+        { name: "requestId", type: "long" },
+        { name: "subscriptionId", type: "long" },
+        { name: "topic", type: "string" },
+      ]),
+    },
+    Unsubscribe: {
+      number: 6,
+      type: record("Unsubscribe", [
+        { name: "requestId", type: "long" },
+        { name: "subscriptionId", type: "long" },
+      ]),
+    },
+    Ack: { number: 7, type: record("Ack", [{ name: "throughRequestId", type: "long" }]) },
+    Refusal: {
+      number: 8,
+      type: record("Refusal", [
+        { name: "requestId", type: "long" },
+        { name: "code", type: errorCodeSchema },
+        { name: "message", type: "string" },
+      ]),
+    },
+    Message: {
+      number: 9,
+      type: record("Message", [
+        { name: "subscriptionId", type: "long" },
+        { name: "topic", type: "string" },
+        { name: "payload", type: "bytes" },
+        headersField,
+      ]),
+    },
+    Goodbye: {
+      number: 10,
+      type: record("Goodbye", [
+        { name: "code", type: errorCodeSchema },
+        { name: "message", type: "string" },
+      ]),
+    },
+  };
+
+/** Kind number -> name, for the decoder. */
+export const frameKindByNumber: ReadonlyMap<number, FrameKind> = new Map(
+  (Object.keys(frameTypes) as FrameKind[]).map((kind) => [frameTypes[kind].number, kind]),
+);
