@@ -279,8 +279,10 @@ export class FramedLink implements Link {
     if (this.state === "closed") return;
     switch (frame.kind) {
       case "Hello":
-        if (this.state !== "handshake")
-          return this.protocolError("Hello after the handshake", "ProtocolViolation");
+        if (this.state !== "handshake") {
+          this.protocolError("Hello after the handshake", "ProtocolViolation");
+          return;
+        }
         this._peerHello = frame;
         this.state = "open";
         this.keepalive?.cancel();
@@ -288,19 +290,15 @@ export class FramedLink implements Link {
         this.handshake?.resolve(this);
         this.handshake = undefined;
         return;
-      case "Goodbye":
-        if (this.state === "handshake") {
-          return this.fail({
-            tag: "PeerClosed",
-            code: frame.code,
-            message: `${describePeer(this.peer)} refused: ${frame.code}: ${frame.message}`,
-          });
-        }
-        return this.fail({
+      case "Goodbye": {
+        const verb = this.state === "handshake" ? "refused" : "closed the link";
+        this.fail({
           tag: "PeerClosed",
           code: frame.code,
-          message: `${describePeer(this.peer)} closed the link: ${frame.code}: ${frame.message}`,
+          message: `${describePeer(this.peer)} ${verb}: ${frame.code}: ${frame.message}`,
         });
+        return;
+      }
       case "Ping":
         this.send({ kind: "Pong", id: frame.id });
         return;
@@ -311,9 +309,8 @@ export class FramedLink implements Link {
         }
         return;
       default:
-        if (this.state === "handshake")
-          return this.protocolError(`${frame.kind} before Hello`, "ProtocolViolation");
-        if (this.handler === undefined) this.early.push(frame);
+        if (this.state === "handshake") this.protocolError(`${frame.kind} before Hello`, "ProtocolViolation");
+        else if (this.handler === undefined) this.early.push(frame);
         else this.handler.frame(frame);
     }
   }
