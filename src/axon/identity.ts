@@ -80,3 +80,13 @@ export function verifyPeerCertificate(
   }
   return { ok: true, identity };
 }
+
+/** Why a dialled peer is not the one expected, or undefined. */
+export function expectationProblem(
+  peer: PeerIdentity,
+  role: Role,
+  id: string | undefined,
+): string | undefined {
+  if (peer.role === role && (id === undefined || peer.id === id)) return undefined;
+  return `expected ${role}${id === undefined ? "" : ` ${id}`}, but the peer's certificate is for ${describePeer(peer)}`;
+}

@@ -34,3 +34,4 @@ export type {
   Transport,
   TransportKind,
 } from "./transport.ts";
+export { type AddressParse, formatAddress, parseAddress } from "./address.ts";

@@ -11,7 +11,7 @@
 import { createServer, type TLSSocket, connect as tlsConnect } from "node:tls";
 import { type Clock, systemClock } from "../ports/index.ts";
 import { type AxonError, AxonFailure } from "./errors.ts";
-import { describePeer, type PeerIdentity, type Role, verifyPeerCertificate } from "./identity.ts";
+import { expectationProblem, type PeerIdentity, verifyPeerCertificate } from "./identity.ts";
 import {
   admit,
   type ByteChannel,
@@ -142,7 +142,11 @@ export function tlsTransport(options: TlsTransportOptions = {}): Transport {
           if (bound === null || typeof bound === "string") throw new Error("TLS server has no TCP address");
           resolve({
             address: { host: listen.address.host, port: bound.port },
-            close: () => new Promise((done) => server.close(() => done())),
+            // Stops listening at once; open links are the caller's to close (server.close's
+            // callback would wait for every one of them).
+            close: async () => {
+              server.close();
+            },
           });
         });
       });
@@ -192,14 +196,4 @@ export function tlsTransport(options: TlsTransportOptions = {}): Transport {
       });
     },
   };
-}
-
-/** Why a dialled peer is not the one expected, or undefined. */
-export function expectationProblem(
-  peer: PeerIdentity,
-  role: Role,
-  id: string | undefined,
-): string | undefined {
-  if (peer.role === role && (id === undefined || peer.id === id)) return undefined;
-  return `expected ${role}${id === undefined ? "" : ` ${id}`}, but the peer's certificate is for ${describePeer(peer)}`;
 }

@@ -29,6 +29,8 @@ export const errorCodes = [
   "ShuttingDown",
   "NotAuthorized",
   "ProtocolViolation",
+  "SlowConsumer",
+  "TooManyClients",
 ] as const;
 export type ErrorCode = (typeof errorCodes)[number];
 

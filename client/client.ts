@@ -1,0 +1,484 @@
+// The Neuron client: connect to any seed router, publish, subscribe, and carry on by itself
+// when the router goes away (reconnect to another seed, subscriptions re-registered).
+//
+// Flow control: at most `maxInFlight` requests and `maxPendingBytes` payload bytes are
+// unacknowledged or unsent at once. Past that, `publish` waits for room (at most
+// `maxWaiting` callers wait; more are refused with BufferFull), or with `whenFull: "reject"`
+// refuses at once. Memory therefore never grows without bound, even while disconnected.
+//
+// Delivery semantics are the ephemeral stream's: a publish resolves when the router has
+// routed it to the subscribers connected at that moment. Requests sent when a connection
+// breaks reject with ConnectionLost (they may or may not have been routed); requests not yet
+// sent wait for the next connection.
+//
+// Trap: Acks are cumulative and a Refusal comes before the Ack covering its id, so pending
+// requests live in a Map in id order and an Ack settles a prefix of it.
+import {
+  type Address,
+  AxonFailure,
+  type Credentials,
+  type Link,
+  parseAddress,
+  type Transport,
+  tlsTransport,
+} from "../src/axon/index.ts";
+import { checkTopic } from "../src/partitions/index.ts";
+import { type Clock, type Random, systemClock, systemRandom, type Timer } from "../src/ports/index.ts";
+import { type ErrorCode, type Frame, type Headers, headersMax, type Message } from "../src/wire/index.ts";
+import { NeuronError } from "./errors.ts";
+
+export const clientVersion = "0.1.0";
+
+export interface ReceivedMessage {
+  readonly topic: string;
+  readonly payload: Buffer;
+  readonly headers: Headers;
+}
+
+export type MessageHandler = (message: ReceivedMessage) => void;
+
+export interface Subscription {
+  readonly topic: string;
+  /** Stops deliveries at once and tells the router. */
+  unsubscribe(): Promise<void>;
+}
+
+export type ClientEvent =
+  | { readonly kind: "connected"; readonly router: string; readonly address: string }
+  | { readonly kind: "disconnected"; readonly reason: string }
+  | { readonly kind: "reconnecting"; readonly attempt: number; readonly delayMs: number }
+  | { readonly kind: "closed"; readonly reason: string }
+  | { readonly kind: "handlerError"; readonly error: unknown; readonly topic: string };
+
+export interface ConnectOptions {
+  /** Routers to try, "host:port" or Address; any router of the cluster will do. */
+  readonly seeds: readonly (string | Address)[];
+  /** PEM: the cluster CA, this client's certificate and its key (`neuron certs issue --client`). */
+  readonly ca: string;
+  readonly cert: string;
+  readonly key: string;
+  /** "tls" (default) or "quic". */
+  readonly transport?: "tls" | "quic";
+  /** Unacknowledged or unsent requests at most. Default 65,536. */
+  readonly maxInFlight?: number;
+  /** Unacknowledged or unsent payload bytes at most. Default 64 MiB. */
+  readonly maxPendingBytes?: number;
+  /** Callers that may wait for room at once. Default 100,000. */
+  readonly maxWaiting?: number;
+  /** When the buffer is full: wait for room (default) or reject with BufferFull. */
+  readonly whenFull?: "wait" | "reject";
+  /** Deadline of a request, from the call to its Ack. Default 10,000 ms. */
+  readonly requestTimeoutMs?: number;
+  /** Reconnect attempts after a connection breaks before giving up. Default 120. */
+  readonly reconnectAttemptsMax?: number;
+  /** Backoff between reconnect attempts: doubles from the first value up to the second. Default 50 and 2,000 ms. */
+  readonly reconnectBackoffMs?: readonly [number, number];
+  /** Per-seed deadline for connect plus handshake. Default 5,000 ms. */
+  readonly connectTimeoutMs?: number;
+  /** Status changes and handler errors. */
+  readonly onEvent?: (event: ClientEvent) => void;
+  /** Test seams. */
+  readonly clock?: Clock;
+  readonly random?: Random;
+  readonly transportImplementation?: Transport;
+}
+
+interface PendingRequest {
+  readonly frame: Frame & { requestId: number };
+  readonly bytes: number;
+  readonly resolve: () => void;
+  readonly reject: (error: NeuronError) => void;
+  readonly timer: Timer;
+  sent: boolean;
+}
+
+interface SubscriptionState {
+  readonly id: number;
+  readonly topic: string;
+  readonly handler: MessageHandler;
+  active: boolean;
+}
+
+function toBuffer(payload: Uint8Array | string): Buffer {
+  if (typeof payload === "string") return Buffer.from(payload, "utf8");
+  return Buffer.isBuffer(payload)
+    ? payload
+    : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
+}
+
+function checkHeaders(headers: Headers): string | undefined {
+  let count = 0;
+  for (const key in headers) {
+    count += 1;
+    if (typeof headers[key] !== "string") return `header ${JSON.stringify(key)} must be a string`;
+  }
+  return count > headersMax ? `at most ${headersMax} headers are allowed, got ${count}` : undefined;
+}
+
+const routerCodeToClient: Partial<Record<ErrorCode, "InvalidTopic" | "PayloadTooLarge">> = {
+  InvalidTopic: "InvalidTopic",
+  PayloadTooLarge: "PayloadTooLarge",
+};
+
+export class Client {
+  private readonly options: ConnectOptions;
+  private readonly seeds: readonly Address[];
+  private readonly transport: Transport;
+  private readonly clock: Clock;
+  private readonly random: Random;
+  private readonly maxInFlight: number;
+  private readonly maxPendingBytes: number;
+  private readonly maxWaiting: number;
+  private readonly requestTimeoutMs: number;
+  private link: Link | undefined;
+  private seedIndex = 0;
+  private state: "connecting" | "connected" | "reconnecting" | "closed" = "connecting";
+  private closeReason = "";
+  private nextRequestId = 1;
+  private nextSubscriptionId = 1;
+  /** Requests in id order. Invariant: every sent request precedes every unsent one. */
+  private readonly pending = new Map<number, PendingRequest>();
+  private pendingBytes = 0;
+  private readonly waiting: (() => void)[] = [];
+  private readonly subscriptions = new Map<number, SubscriptionState>();
+  private payloadMaxBytes = Number.POSITIVE_INFINITY;
+  private reconnectTimer: Timer | undefined;
+
+  private constructor(options: ConnectOptions, seeds: readonly Address[], transport: Transport) {
+    this.options = options;
+    this.seeds = seeds;
+    this.transport = transport;
+    this.clock = options.clock ?? systemClock;
+    this.random = options.random ?? systemRandom;
+    this.maxInFlight = options.maxInFlight ?? 65_536;
+    this.maxPendingBytes = options.maxPendingBytes ?? 64 * 1024 * 1024;
+    this.maxWaiting = options.maxWaiting ?? 100_000;
+    this.requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
+  }
+
+  /** Connects to the first reachable seed; rejects with ConnectFailed naming each seed's reason. */
+  static async connect(options: ConnectOptions): Promise<Client> {
+    if (options.seeds.length === 0)
+      throw new NeuronError("InvalidArgument", "connect needs at least one seed router");
+    const seeds = options.seeds.map((seed) => {
+      if (typeof seed !== "string") return seed;
+      const parsed = parseAddress(seed);
+      if (!parsed.ok) throw new NeuronError("InvalidArgument", `seed ${parsed.reason}`);
+      return parsed.address;
+    });
+    let transport = options.transportImplementation;
+    if (transport === undefined) {
+      transport =
+        options.transport === "quic" ? (await import("../src/axon/quic.ts")).quicTransport() : tlsTransport();
+    }
+    const client = new Client(options, seeds, transport);
+    const failures: string[] = [];
+    for (let index = 0; index < seeds.length; index++) {
+      const error = await client.tryConnect(index);
+      if (error === undefined) return client;
+      failures.push(`${seeds[index]!.host}:${seeds[index]!.port}: ${error}`);
+    }
+    client.state = "closed";
+    throw new NeuronError("ConnectFailed", `no seed router could be reached: ${failures.join("; ")}`);
+  }
+
+  /** The router this client is connected to, if any. */
+  get router(): string | undefined {
+    return this.state === "connected" ? this.link?.peer.id : undefined;
+  }
+
+  get isClosed(): boolean {
+    return this.state === "closed";
+  }
+
+  /**
+   * Publishes to a topic. Resolves once the router has routed the message; rejects with a
+   * NeuronError (InvalidTopic, PayloadTooLarge, InvalidArgument, BufferFull, Timeout,
+   * ConnectionLost, Refused, Closed).
+   */
+  async publish(
+    topic: string,
+    payload: Uint8Array | string,
+    options: { headers?: Headers } = {},
+  ): Promise<void> {
+    const check = checkTopic(topic);
+    if (!check.ok) throw new NeuronError("InvalidTopic", check.error.message);
+    const body = toBuffer(payload);
+    if (body.length > this.payloadMaxBytes) {
+      throw new NeuronError(
+        "PayloadTooLarge",
+        `payload of ${body.length} bytes exceeds the router's limit of ${this.payloadMaxBytes} bytes`,
+      );
+    }
+    const headers = options.headers ?? {};
+    const headerProblem = checkHeaders(headers);
+    if (headerProblem !== undefined) throw new NeuronError("InvalidArgument", headerProblem);
+    await this.room(body.length);
+    return this.request({ kind: "Publish", requestId: 0, topic, payload: body, headers }, body.length);
+  }
+
+  /** Subscribes to a topic; resolves once the router has registered the subscription. */
+  async subscribe(topic: string, handler: MessageHandler): Promise<Subscription> {
+    const check = checkTopic(topic);
+    if (!check.ok) throw new NeuronError("InvalidTopic", check.error.message);
+    if (typeof handler !== "function")
+      throw new NeuronError("InvalidArgument", "subscribe needs a handler function");
+    const state: SubscriptionState = { id: this.nextSubscriptionId++, topic, handler, active: true };
+    this.subscriptions.set(state.id, state);
+    try {
+      await this.room(0);
+      await this.request({ kind: "Subscribe", requestId: 0, subscriptionId: state.id, topic }, 0);
+    } catch (error) {
+      state.active = false;
+      this.subscriptions.delete(state.id);
+      throw error;
+    }
+    return {
+      topic,
+      unsubscribe: async () => {
+        if (!state.active) return;
+        state.active = false;
+        this.subscriptions.delete(state.id);
+        if (this.state !== "connected") return;
+        await this.request({ kind: "Unsubscribe", requestId: 0, subscriptionId: state.id }, 0).catch(
+          (error: NeuronError) => {
+            // The subscription is gone either way once the connection is gone.
+            if (error.code !== "ConnectionLost" && error.code !== "Closed") throw error;
+          },
+        );
+      },
+    };
+  }
+
+  /** Closes the connection; pending requests reject with Closed. Idempotent. */
+  async close(): Promise<void> {
+    if (this.state === "closed") return;
+    this.shutDown("closed by the application");
+  }
+
+  // --- requests ---------------------------------------------------------------------------
+
+  /** Waits until a request of `bytes` fits the window, or rejects with BufferFull/Closed. */
+  private async room(bytes: number): Promise<void> {
+    for (;;) {
+      if (this.state === "closed") throw new NeuronError("Closed", `client is closed: ${this.closeReason}`);
+      if (
+        this.pending.size < this.maxInFlight &&
+        (this.pendingBytes + bytes <= this.maxPendingBytes || this.pending.size === 0)
+      )
+        return;
+      if (this.options.whenFull === "reject") {
+        throw new NeuronError(
+          "BufferFull",
+          `${this.pending.size} requests (${this.pendingBytes} bytes) are waiting for the router`,
+        );
+      }
+      if (this.waiting.length >= this.maxWaiting) {
+        throw new NeuronError("BufferFull", `${this.waiting.length} publishers are already waiting for room`);
+      }
+      await new Promise<void>((resolve) => this.waiting.push(resolve));
+    }
+  }
+
+  private request(frame: Frame & { requestId: number }, bytes: number): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const requestId = this.nextRequestId++;
+      (frame as { requestId: number }).requestId = requestId;
+      const timer = this.clock.schedule(this.requestTimeoutMs, () =>
+        this.settle(
+          requestId,
+          new NeuronError(
+            "Timeout",
+            `${frame.kind} to ${describeTarget(frame)} got no answer within ${this.requestTimeoutMs} ms`,
+          ),
+        ),
+      );
+      const request: PendingRequest = { frame, bytes, resolve, reject, timer, sent: false };
+      this.pending.set(requestId, request);
+      this.pendingBytes += bytes;
+      if (this.state === "connected" && this.link !== undefined) this.sendRequest(this.link, request);
+    });
+  }
+
+  private sendRequest(link: Link, request: PendingRequest): void {
+    const result = link.send(request.frame);
+    if (result.ok) {
+      request.sent = true;
+      return;
+    }
+    this.settle(request.frame.requestId, new NeuronError("PayloadTooLarge", result.error.message));
+  }
+
+  /** Settles one request: resolves it if `error` is undefined. */
+  private settle(requestId: number, error?: NeuronError): void {
+    const request = this.pending.get(requestId);
+    if (request === undefined) return;
+    this.pending.delete(requestId);
+    this.pendingBytes -= request.bytes;
+    request.timer.cancel();
+    if (error === undefined) request.resolve();
+    else request.reject(error);
+    this.wakeWaiting();
+  }
+
+  private wakeWaiting(): void {
+    let free = this.maxInFlight - this.pending.size;
+    while (free > 0 && this.waiting.length > 0) {
+      this.waiting.shift()!();
+      free -= 1;
+    }
+  }
+
+  // --- frames from the router -------------------------------------------------------------
+
+  private receive(frame: Frame): void {
+    switch (frame.kind) {
+      case "Message":
+        return this.deliver(frame);
+      case "Ack":
+        for (const requestId of this.pending.keys()) {
+          if (requestId > frame.throughRequestId) break;
+          this.settle(requestId);
+        }
+        return;
+      case "Refusal": {
+        const code = routerCodeToClient[frame.code] ?? "Refused";
+        this.settle(frame.requestId, new NeuronError(code, `router refused: ${frame.message}`, frame.code));
+        return;
+      }
+      default:
+        this.link?.close("ProtocolViolation", `a router may not send ${frame.kind} to a client`);
+    }
+  }
+
+  private deliver(frame: Message): void {
+    const subscription = this.subscriptions.get(frame.subscriptionId);
+    if (subscription === undefined || !subscription.active) return;
+    try {
+      subscription.handler({ topic: frame.topic, payload: frame.payload, headers: frame.headers });
+    } catch (error) {
+      this.options.onEvent?.({ kind: "handlerError", error, topic: frame.topic });
+    }
+  }
+
+  // --- connection -------------------------------------------------------------------------
+
+  /** One connection attempt to seed `index`; returns why it failed, or undefined. */
+  private async tryConnect(index: number): Promise<string | undefined> {
+    const address = this.seeds[index]!;
+    let link: Link;
+    try {
+      link = await this.transport.connect({
+        address,
+        credentials: {
+          ca: this.options.ca,
+          cert: this.options.cert,
+          key: this.options.key,
+        } satisfies Credentials,
+        hello: {
+          kind: "Hello",
+          agent: `neuron-client/${clientVersion}`,
+          frameMaxBytes: 2 ** 31 - 1,
+          payloadMaxBytes: 2 ** 31 - 1,
+        },
+        expectRole: "router",
+        timeoutMs: this.options.connectTimeoutMs ?? 5000,
+      });
+    } catch (error) {
+      return error instanceof AxonFailure ? error.message : String(error);
+    }
+    if (this.state === "closed") {
+      link.close("ShuttingDown", "client closed while connecting");
+      return "client closed";
+    }
+    this.seedIndex = index;
+    this.link = link;
+    this.payloadMaxBytes = link.peerHello.payloadMaxBytes;
+    this.state = "connected";
+    link.start({
+      frame: (frame) => this.receive(frame),
+      closed: (reason) => this.linkClosed(link, reason.message),
+    });
+    this.options.onEvent?.({
+      kind: "connected",
+      router: link.peer.id,
+      address: `${address.host}:${address.port}`,
+    });
+    // Send what waited (lowest ids first: request ids must increase on a link), then
+    // re-register the subscriptions.
+    for (const request of this.pending.values()) if (!request.sent) this.sendRequest(link, request);
+    for (const subscription of this.subscriptions.values()) {
+      if (subscription.active) {
+        void this.request(
+          { kind: "Subscribe", requestId: 0, subscriptionId: subscription.id, topic: subscription.topic },
+          0,
+        ).catch((error: NeuronError) =>
+          this.options.onEvent?.({ kind: "handlerError", error, topic: subscription.topic }),
+        );
+      }
+    }
+    return undefined;
+  }
+
+  private linkClosed(link: Link, reason: string): void {
+    if (this.link !== link || this.state === "closed") return;
+    this.link = undefined;
+    this.state = "reconnecting";
+    this.options.onEvent?.({ kind: "disconnected", reason });
+    const lost = [...this.pending.values()].filter((request) => request.sent);
+    for (const request of lost) {
+      this.settle(
+        request.frame.requestId,
+        new NeuronError(
+          "ConnectionLost",
+          `connection to the router broke before ${request.frame.kind} was acknowledged (${reason})`,
+        ),
+      );
+    }
+    this.scheduleReconnect(1);
+  }
+
+  private scheduleReconnect(attempt: number): void {
+    const limit = this.options.reconnectAttemptsMax ?? 120;
+    if (attempt > limit) {
+      this.shutDown(`gave up after ${limit} reconnect attempts`);
+      return;
+    }
+    const [firstMs, maxMs] = this.options.reconnectBackoffMs ?? [50, 2000];
+    // The first retry goes to another seed at once; later ones back off with jitter.
+    const baseMs = attempt === 1 ? 0 : Math.min(maxMs, firstMs * 2 ** (attempt - 2));
+    const delayMs = baseMs * (0.5 + this.random.nextFloat() / 2);
+    this.options.onEvent?.({ kind: "reconnecting", attempt, delayMs });
+    this.reconnectTimer = this.clock.schedule(delayMs, () => {
+      this.reconnectTimer = undefined;
+      if (this.state !== "reconnecting") return;
+      const index = (this.seedIndex + attempt) % this.seeds.length;
+      void this.tryConnect(index).then((error) => {
+        if (error !== undefined && this.state === "reconnecting") this.scheduleReconnect(attempt + 1);
+      });
+    });
+  }
+
+  private shutDown(reason: string): void {
+    this.state = "closed";
+    this.closeReason = reason;
+    this.reconnectTimer?.cancel();
+    const link = this.link;
+    this.link = undefined;
+    link?.close("ShuttingDown", "client closing");
+    for (const requestId of [...this.pending.keys()]) {
+      this.settle(requestId, new NeuronError("Closed", `client is closed: ${reason}`));
+    }
+    for (const wake of this.waiting.splice(0)) wake();
+    this.options.onEvent?.({ kind: "closed", reason });
+  }
+}
+
+function describeTarget(frame: Frame): string {
+  return "topic" in frame ? `topic ${frame.topic}` : "the router";
+}
+
+/** Connects a client (see ConnectOptions). */
+export function connect(options: ConnectOptions): Promise<Client> {
+  return Client.connect(options);
+}

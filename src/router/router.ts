@@ -1,0 +1,210 @@
+// One router process, composed: config -> data directory lock -> client listeners -> sessions.
+// Today a router serves clients alone (ephemeral pub/sub on this router); membership, links
+// between routers and partitions join in later issues.
+//
+// Shutdown (SIGTERM): stop accepting, say Goodbye(ShuttingDown) to every client so they
+// reconnect elsewhere at once, give links a bounded time to flush, release the lock.
+import { mkdir, open, readFile, rm } from "node:fs/promises";
+import { join } from "node:path";
+import {
+  type Address,
+  type Link,
+  type Listener,
+  type RefusedConnection,
+  type Transport,
+  tlsTransport,
+} from "../axon/index.ts";
+import { SubscriptionTable } from "../delivery/index.ts";
+import { frameHeaderBytes, type Hello } from "../wire/index.ts";
+import { ConfigError, type RouterConfig } from "./config.ts";
+import type { Log } from "./log.ts";
+import { ClientSession, type SessionCounters } from "./session.ts";
+
+export const routerVersion = "0.1.0";
+
+/** Room in a frame for everything but the payload: topic (255 B), headers, ids. */
+const frameOverheadBytes = 64 * 1024;
+
+export interface RouterOptions {
+  readonly log: Log;
+  /** Transports by name; tests may swap them. Defaults: TLS; QUIC when configured. */
+  readonly transports?: { readonly tls?: Transport; readonly quic?: Transport };
+}
+
+export interface ListeningAddresses {
+  readonly clients: Address;
+  readonly clientsQuic?: Address;
+}
+
+export class Router {
+  readonly config: RouterConfig;
+  readonly counters: SessionCounters = { published: 0, delivered: 0, refused: 0, slowConsumers: 0 };
+  private readonly log: Log;
+  private readonly table = new SubscriptionTable<ClientSession>();
+  private readonly sessions = new Set<ClientSession>();
+  private readonly listeners: Listener[] = [];
+  private lockPath: string | undefined;
+  private stopping: Promise<void> | undefined;
+  private _addresses: ListeningAddresses | undefined;
+
+  private constructor(config: RouterConfig, log: Log) {
+    this.config = config;
+    this.log = log;
+  }
+
+  /** Starts a router; rejects with ConfigError (data dir, ports) or the listener's error. */
+  static async start(config: RouterConfig, options: RouterOptions): Promise<Router> {
+    const router = new Router(config, options.log);
+    await router.lockDataDir();
+    try {
+      const tls = options.transports?.tls ?? tlsTransport();
+      const clients = await router.listen(tls, config.listen.clients, "listen.clients");
+      let clientsQuic: Address | undefined;
+      if (config.listen.clientsQuic !== undefined) {
+        const { quicTransport } = await import("../axon/quic.ts");
+        clientsQuic = await router.listen(
+          options.transports?.quic ?? quicTransport(),
+          config.listen.clientsQuic,
+          "listen.clients_quic",
+        );
+      }
+      router._addresses = { clients, ...(clientsQuic === undefined ? {} : { clientsQuic }) };
+    } catch (error) {
+      await router.stop();
+      throw error;
+    }
+    return router;
+  }
+
+  get addresses(): ListeningAddresses {
+    if (this._addresses === undefined) throw new Error("router is not started");
+    return this._addresses;
+  }
+
+  get clientCount(): number {
+    return this.sessions.size;
+  }
+
+  private hello(): Hello {
+    return {
+      kind: "Hello",
+      agent: `neuron-router/${routerVersion} ${this.config.id}`,
+      frameMaxBytes: this.config.limits.payloadMaxBytes + frameOverheadBytes + frameHeaderBytes,
+      payloadMaxBytes: this.config.limits.payloadMaxBytes,
+    };
+  }
+
+  private async listen(transport: Transport, address: Address, field: string): Promise<Address> {
+    let listener: Listener;
+    try {
+      listener = await transport.listen({
+        address,
+        credentials: this.config.credentials,
+        hello: this.hello(),
+        acceptRoles: ["client"],
+        accept: (link) => this.accept(link),
+        refused: (event: RefusedConnection) =>
+          this.log.warn("refused connection", { ...event, transport: transport.kind }),
+      });
+    } catch (error) {
+      throw new ConfigError(
+        field,
+        `cannot listen on ${address.host}:${address.port}: ${(error as Error).message}`,
+      );
+    }
+    this.listeners.push(listener);
+    return listener.address;
+  }
+
+  private accept(link: Link): void {
+    if (this.stopping !== undefined) {
+      link.close("ShuttingDown", "router is shutting down");
+      return;
+    }
+    if (this.sessions.size >= this.config.limits.clientsMax) {
+      this.log.warn("refused client: too many clients", {
+        client: link.peer.id,
+        limit: this.config.limits.clientsMax,
+      });
+      link.close("TooManyClients", `this router serves at most ${this.config.limits.clientsMax} clients`);
+      return;
+    }
+    const session = new ClientSession(link, this.table, this.config.limits, this.counters);
+    this.sessions.add(session);
+    this.log.info("client connected", {
+      client: link.peer.id,
+      from: link.remoteAddress,
+      transport: link.transport,
+    });
+    link.start({
+      frame: (frame) => session.frame(frame),
+      closed: (reason) => {
+        session.closed();
+        this.sessions.delete(session);
+        this.log.info("client disconnected", { client: link.peer.id, reason: reason.message });
+      },
+    });
+  }
+
+  /** Stops the router; idempotent. Clients are told to go elsewhere. */
+  stop(graceMs = 2000): Promise<void> {
+    this.stopping ??= this.shutdown(graceMs);
+    return this.stopping;
+  }
+
+  private async shutdown(graceMs: number): Promise<void> {
+    await Promise.all(this.listeners.map((listener) => listener.close()));
+    // Listeners are closed first, so no session starts after this list is taken.
+    const links = [...this.sessions].map((session) => session.link);
+    for (const link of links) link.close("ShuttingDown", `router ${this.config.id} is shutting down`);
+    const deadline = Date.now() + graceMs;
+    while (links.some((link) => link.bufferedBytes > 0) && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    if (this.lockPath !== undefined) await rm(this.lockPath, { force: true });
+  }
+
+  /** One router per data directory: a LOCK file holding the pid; a dead holder's lock is taken over. */
+  private async lockDataDir(): Promise<void> {
+    try {
+      await mkdir(this.config.dataDir, { recursive: true });
+    } catch (error) {
+      throw new ConfigError(
+        "data_dir",
+        `cannot create ${this.config.dataDir}: ${(error as NodeJS.ErrnoException).code}`,
+      );
+    }
+    const path = join(this.config.dataDir, "LOCK");
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        const handle = await open(path, "wx");
+        await handle.writeFile(`${process.pid}\n`);
+        await handle.close();
+        this.lockPath = path;
+        return;
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== "EEXIST") {
+          throw new ConfigError("data_dir", `cannot write ${path}: ${(error as NodeJS.ErrnoException).code}`);
+        }
+        const holder = Number((await readFile(path, "utf8").catch(() => "")).trim());
+        if (Number.isInteger(holder) && holder > 0 && processAlive(holder)) {
+          throw new ConfigError(
+            "data_dir",
+            `${this.config.dataDir} is in use by another router (pid ${holder})`,
+          );
+        }
+        await rm(path, { force: true });
+      }
+    }
+    throw new ConfigError("data_dir", `cannot lock ${this.config.dataDir}`);
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
