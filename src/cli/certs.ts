@@ -44,7 +44,10 @@ async function writeOut(files: Record<string, string>, force: boolean): Promise<
 }
 
 export async function certsCommand(args: readonly string[], out: (line: string) => void): Promise<void> {
-  const [sub, ...rest] = args;
+  const [first, ...others] = args;
+  // `neuron certs --help`: no subcommand, only options.
+  const sub = first?.startsWith("-") ? undefined : first;
+  const rest = sub === undefined ? args : others;
   const parsed: Parsed = parse(`certs ${sub ?? ""}`.trim(), rest, {
     dir: { type: "string" },
     days: { type: "string" },

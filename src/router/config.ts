@@ -5,6 +5,7 @@
 // Unknown keys are errors too (a typo such as `payload_max_byte` must not be ignored).
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import { readFile } from "node:fs/promises";
+import { dirname, resolve } from "node:path";
 import { parse as parseToml } from "smol-toml";
 import {
   type Address,
@@ -42,7 +43,7 @@ export interface RouterConfig {
   readonly id: string;
   /** Region name, e.g. "eu-west". */
   readonly region: string;
-  /** Directory for the router's data; created if missing; one router per directory. */
+  /** Directory for the router's data; created if missing; one router per directory. Relative paths in the file are relative to the file. */
   readonly dataDir: string;
   /** Other routers of the cluster ("host:port" of their link listeners); may be empty. */
   readonly seeds: readonly Address[];
@@ -322,6 +323,17 @@ export async function loadRouterConfig(path: string): Promise<RouterConfig> {
       `${path} is not valid TOML: ${(error as Error).message.replace(/\n+/g, " ").trim()}`,
     );
   }
-  const config = checkConfigDocument(document);
+  // Relative paths in the file are relative to the file, not to wherever the router starts.
+  const base = dirname(path);
+  const checked = checkConfigDocument(document);
+  const config = {
+    ...checked,
+    dataDir: resolve(base, checked.dataDir),
+    tls: {
+      caPath: resolve(base, checked.tls.caPath),
+      certPath: resolve(base, checked.tls.certPath),
+      keyPath: resolve(base, checked.tls.keyPath),
+    },
+  };
   return { ...config, credentials: await loadCredentials(config) };
 }
