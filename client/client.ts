@@ -196,25 +196,19 @@ export class Client {
    * NeuronError (InvalidTopic, PayloadTooLarge, InvalidArgument, BufferFull, Timeout,
    * ConnectionLost, Refused, Closed).
    */
-  async publish(
-    topic: string,
-    payload: Uint8Array | string,
-    options: { headers?: Headers } = {},
-  ): Promise<void> {
+  publish(topic: string, payload: Uint8Array | string, options: { headers?: Headers } = {}): Promise<void> {
     const check = checkTopic(topic);
-    if (!check.ok) throw new NeuronError("InvalidTopic", check.error.message);
+    if (!check.ok) return Promise.reject(new NeuronError("InvalidTopic", check.error.message));
     const body = toBuffer(payload);
     if (body.length > this.payloadMaxBytes) {
-      throw new NeuronError(
-        "PayloadTooLarge",
-        `payload of ${body.length} bytes exceeds the router's limit of ${this.payloadMaxBytes} bytes`,
-      );
+      const message = `payload of ${body.length} bytes exceeds the router's limit of ${this.payloadMaxBytes} bytes`;
+      return Promise.reject(new NeuronError("PayloadTooLarge", message));
     }
     const headers = options.headers ?? {};
     const headerProblem = checkHeaders(headers);
-    if (headerProblem !== undefined) throw new NeuronError("InvalidArgument", headerProblem);
-    await this.room(body.length);
-    return this.request({ kind: "Publish", requestId: 0, topic, payload: body, headers }, body.length);
+    if (headerProblem !== undefined) return Promise.reject(new NeuronError("InvalidArgument", headerProblem));
+    const frame = { kind: "Publish", requestId: 0, topic, payload: body, headers } as const;
+    return this.whenRoom(body.length, false, () => this.request(frame, body.length));
   }
 
   /** Subscribes to a topic; resolves once the router has registered the subscription. */
@@ -225,9 +219,9 @@ export class Client {
       throw new NeuronError("InvalidArgument", "subscribe needs a handler function");
     const state: SubscriptionState = { id: this.nextSubscriptionId++, topic, handler, active: true };
     this.subscriptions.set(state.id, state);
+    const frame = { kind: "Subscribe", requestId: 0, subscriptionId: state.id, topic } as const;
     try {
-      await this.room(0);
-      await this.request({ kind: "Subscribe", requestId: 0, subscriptionId: state.id, topic }, 0);
+      await this.whenRoom(0, false, () => this.request(frame, 0));
     } catch (error) {
       state.active = false;
       this.subscriptions.delete(state.id);
@@ -258,26 +252,33 @@ export class Client {
 
   // --- requests ---------------------------------------------------------------------------
 
-  /** Waits until a request of `bytes` fits the window, or rejects with BufferFull/Closed. */
-  private async room(bytes: number): Promise<void> {
-    for (;;) {
-      if (this.state === "closed") throw new NeuronError("Closed", `client is closed: ${this.closeReason}`);
-      if (
-        this.pending.size < this.maxInFlight &&
-        (this.pendingBytes + bytes <= this.maxPendingBytes || this.pending.size === 0)
-      )
-        return;
-      if (this.options.whenFull === "reject") {
-        throw new NeuronError(
-          "BufferFull",
-          `${this.pending.size} requests (${this.pendingBytes} bytes) are waiting for the router`,
-        );
-      }
-      if (this.waiting.length >= this.maxWaiting) {
-        throw new NeuronError("BufferFull", `${this.waiting.length} publishers are already waiting for room`);
-      }
-      await new Promise<void>((resolve) => this.waiting.push(resolve));
+  /**
+   * Runs `send` once a request of `bytes` fits the window: at once if it fits and nobody is
+   * waiting (the check and the reservation are synchronous, so calls in a loop see each
+   * other), otherwise after the callers before it (first come, first served); or rejects with
+   * BufferFull or Closed.
+   */
+  private whenRoom(bytes: number, woken: boolean, send: () => Promise<void>): Promise<void> {
+    if (this.state === "closed") {
+      return Promise.reject(new NeuronError("Closed", `client is closed: ${this.closeReason}`));
     }
+    const fits =
+      this.pending.size < this.maxInFlight &&
+      (this.pendingBytes + bytes <= this.maxPendingBytes || this.pending.size === 0);
+    if (fits && (woken || this.waiting.length === 0)) return send();
+    if (this.options.whenFull === "reject") {
+      const message = `${this.pending.size} requests (${this.pendingBytes} bytes) are waiting for the router`;
+      return Promise.reject(new NeuronError("BufferFull", message));
+    }
+    if (!woken && this.waiting.length >= this.maxWaiting) {
+      const message = `${this.waiting.length} publishers are already waiting for room`;
+      return Promise.reject(new NeuronError("BufferFull", message));
+    }
+    return new Promise<void>((resolve) => {
+      // A woken caller that still does not fit goes back to the front, so order is kept.
+      if (woken) this.waiting.unshift(resolve);
+      else this.waiting.push(resolve);
+    }).then(() => this.whenRoom(bytes, true, send));
   }
 
   private request(frame: Frame & { requestId: number }, bytes: number): Promise<void> {
@@ -322,11 +323,13 @@ export class Client {
   }
 
   private wakeWaiting(): void {
-    let free = this.maxInFlight - this.pending.size;
-    while (free > 0 && this.waiting.length > 0) {
-      this.waiting.shift()!();
-      free -= 1;
+    if (this.state === "closed") {
+      for (const wake of this.waiting.splice(0)) wake();
+      return;
     }
+    // Wake only the next caller: it reserves its slot when it runs, and a later settle wakes
+    // the one after it.
+    if (this.pending.size < this.maxInFlight) this.waiting.shift()?.();
   }
 
   // --- frames from the router -------------------------------------------------------------

@@ -244,7 +244,7 @@ export class FramedLink implements Link {
     if (this.state === "closed") return;
     this.encoder.encode({ kind: "Goodbye", code, message });
     this.flush();
-    this.finish({ tag: "LinkClosed", message: `closed locally: ${message}` });
+    this.finish({ tag: "LinkClosed", message: `closed locally: ${code}: ${message}` });
     this.channel.end();
   }
 
