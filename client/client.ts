@@ -48,7 +48,8 @@ export type ClientEvent =
   | { readonly kind: "disconnected"; readonly reason: string }
   | { readonly kind: "reconnecting"; readonly attempt: number; readonly delayMs: number }
   | { readonly kind: "closed"; readonly reason: string }
-  | { readonly kind: "handlerError"; readonly error: unknown; readonly topic: string };
+  | { readonly kind: "handlerError"; readonly error: unknown; readonly topic: string }
+  | { readonly kind: "resubscribeFailed"; readonly error: NeuronError; readonly topic: string };
 
 export interface ConnectOptions {
   /** Routers to try, "host:port" or Address; any router of the cluster will do. */
@@ -307,7 +308,11 @@ export class Client {
       request.sent = true;
       return;
     }
-    this.settle(request.frame.requestId, new NeuronError("PayloadTooLarge", result.error.message));
+    // Too big for the router's frames: refuse. Any other failure means the link is closing;
+    // the request stays unsent and goes out on the next connection.
+    if (result.error.tag === "FrameTooLarge") {
+      this.settle(request.frame.requestId, new NeuronError("PayloadTooLarge", result.error.message));
+    }
   }
 
   /** Settles one request: resolves it if `error` is undefined. */
@@ -416,7 +421,7 @@ export class Client {
           { kind: "Subscribe", requestId: 0, subscriptionId: subscription.id, topic: subscription.topic },
           0,
         ).catch((error: NeuronError) =>
-          this.options.onEvent?.({ kind: "handlerError", error, topic: subscription.topic }),
+          this.options.onEvent?.({ kind: "resubscribeFailed", error, topic: subscription.topic }),
         );
       }
     }
