@@ -293,3 +293,28 @@ describe("one router, real processes", () => {
     expect(error).not.toBeInstanceOf(AxonFailure);
   });
 });
+
+describe("one router over QUIC, real processes", () => {
+  it("serves clients over QUIC alongside TLS, and messages cross between them", async () => {
+    const dir = await tempDir();
+    const router = await startRouterProcess(
+      "r1",
+      await writeRouterConfig({ id: "r1", dir, pki, quic: true }),
+    );
+    expect(router.clientsQuic).toMatch(/^127\.0\.0\.1:\d+$/);
+    const overQuic = await connect({ seeds: [router.clientsQuic!], ...clientCredentials, transport: "quic" });
+    clients.push(overQuic);
+    const overTls = await client([router.clients]);
+    const got = collect();
+    await overQuic.subscribe("mixed", got.handler);
+    await overTls.publish("mixed", "tls -> quic");
+    await overQuic.publish("mixed", "quic -> quic");
+    await waitFor(() => got.messages.length === 2, "two messages over QUIC");
+    expect(got.texts()).toEqual(["tls -> quic", "quic -> quic"]);
+    await expect(overQuic.publish("mixed", Buffer.alloc(1024 * 1024 + 1))).rejects.toMatchObject({
+      code: "PayloadTooLarge",
+    });
+    router.signal("SIGTERM");
+    expect(await router.exited).toEqual({ code: 0, signal: null });
+  });
+});

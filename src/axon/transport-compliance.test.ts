@@ -9,6 +9,7 @@ import {
   type Credentials,
   type Link,
   type Listener,
+  quicTransport,
   type RefusedConnection,
   type Role,
   type Transport,
@@ -22,7 +23,14 @@ interface Fixture {
   readonly supportsNoCertificate: boolean;
 }
 
-const fixtures: Fixture[] = [{ name: "tls", transport: () => tlsTransport(), supportsNoCertificate: true }];
+const fixtures: Fixture[] = [
+  { name: "tls", transport: () => tlsTransport(), supportsNoCertificate: true },
+  // @matrixai/quic can only ask for a client certificate together with BoringSSL's
+  // FAIL_IF_NO_PEER_CERT (its `verifyPeer`), so a client without one fails the TLS handshake
+  // itself: there is no stream to carry a Goodbye and no connection event on the listener.
+  // The dialer still gets an AxonFailure ("certificate required"); see the case below.
+  { name: "quic", transport: () => quicTransport(), supportsNoCertificate: false },
+];
 
 const hello = (frameMaxBytes = 1 << 20): Hello => ({
   kind: "Hello",
@@ -225,6 +233,14 @@ describe.each(fixtures)("transport compliance: $name", (fixture) => {
     expect(failure.message).toMatch(/presented no certificate/);
     await server.until(() => server.refused.length === 1);
     expect(server.refused[0]!.reason).toMatch(/presented no certificate/);
+  });
+
+  it.runIf(!fixture.supportsNoCertificate)("a client with no certificate fails its handshake", async () => {
+    const server = await listen();
+    const failure = await refusedDial(server, { ca: pki.ca.cert, cert: "", key: "" });
+    expect(failure.error.tag).toBe("AuthenticationFailed");
+    expect(failure.message).toMatch(/presented no certificate/);
+    expect(server.accepted).toEqual([]);
   });
 
   it("a client refuses a router whose certificate is from another CA", async () => {

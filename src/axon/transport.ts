@@ -75,7 +75,11 @@ export interface ListenOptions {
 export interface Listener {
   /** The bound address (the real port when 0 was asked for). */
   readonly address: Address;
-  /** Stops accepting; existing links stay open. */
+  /**
+   * Stops accepting new links at once; links already open stay open. Resolves when the
+   * listener's resources are released: at once for TLS, after its links have ended for QUIC
+   * (they share its UDP socket). So close the links too, and do not await this first.
+   */
   close(): Promise<void>;
 }
 

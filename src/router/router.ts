@@ -153,12 +153,17 @@ export class Router {
   }
 
   private async shutdown(graceMs: number): Promise<void> {
-    await Promise.all(this.listeners.map((listener) => listener.close()));
-    // Listeners are closed first, so no session starts after this list is taken.
+    // Stop accepting (a QUIC listener's close resolves only once its links have ended: they
+    // share its socket), then say Goodbye to every client, then give it all `graceMs`.
+    const listenersClosed = Promise.all(this.listeners.map((listener) => listener.close()));
     const links = [...this.sessions].map((session) => session.link);
     for (const link of links) link.close("ShuttingDown", `router ${this.config.id} is shutting down`);
     const deadline = Date.now() + graceMs;
-    while (links.some((link) => link.bufferedBytes > 0) && Date.now() < deadline) {
+    let closed = false;
+    void listenersClosed.then(() => {
+      closed = true;
+    });
+    while (!(closed && links.every((link) => link.bufferedBytes === 0)) && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
     if (this.lockPath !== undefined) await rm(this.lockPath, { force: true });
