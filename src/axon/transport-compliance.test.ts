@@ -1,7 +1,8 @@
 // The transport compliance suite: the same cases over every Transport (js-libp2p's
 // interface-compliance-tests are the model). A transport joins by adding a fixture below.
-import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { makeTestPki, type TestPki } from "../../test/support/certs.ts";
+import { memoryTransport, SeededRandom, SimClock, SimNetwork } from "../sim/index.ts";
 import type { Frame, Hello } from "../wire/index.ts";
 import {
   type AxonError,
@@ -23,6 +24,41 @@ interface Fixture {
   readonly supportsNoCertificate: boolean;
 }
 
+/**
+ * The memory transport on virtual time. The suite awaits promises and real deadlines, so a
+ * driver fires the SimClock's timers on real setImmediate turns, one timer per turn (promise
+ * callbacks run in between, as between real timers), jumping straight to the next due one.
+ * It sleeps while no timer is pending (once cleanup has closed every link), wakes when one is
+ * scheduled, and stops after the file. (Not unref'd: an unref'd immediate lets the event loop
+ * block in poll, one real wait per timer.) Simulation tests never use it: nothing real drives
+ * their time.
+ */
+function memoryFixture(): Fixture {
+  const clock = new SimClock({ wallStartMs: Date.now() });
+  const network = new SimNetwork({
+    clock,
+    random: new SeededRandom(1),
+    config: { pipeSplitProbability: 0.1 },
+  });
+  let turnQueued = false;
+  let stopped = false;
+  const wake = () => {
+    if (turnQueued || stopped) return;
+    turnQueued = true;
+    setImmediate(() => {
+      turnQueued = false;
+      if (stopped) return;
+      clock.step();
+      if (clock.pendingTimers > 0) wake();
+    });
+  };
+  clock.onScheduled(wake);
+  afterAll(() => {
+    stopped = true;
+  });
+  return { name: "memory", transport: () => memoryTransport({ network }), supportsNoCertificate: true };
+}
+
 const fixtures: Fixture[] = [
   { name: "tls", transport: () => tlsTransport(), supportsNoCertificate: true },
   // @matrixai/quic can only ask for a client certificate together with BoringSSL's
@@ -30,6 +66,7 @@ const fixtures: Fixture[] = [
   // itself: there is no stream to carry a Goodbye and no connection event on the listener.
   // The dialer still gets an AxonFailure ("certificate required"); see the case below.
   { name: "quic", transport: () => quicTransport(), supportsNoCertificate: false },
+  memoryFixture(),
 ];
 
 const hello = (frameMaxBytes = 1 << 20): Hello => ({
