@@ -1,0 +1,198 @@
+// Membership configuration: every timer, multiplier and bound of the SWIM + Lifeguard core,
+// with LAN defaults (one region, one datacenter) and WAN defaults (between regions) written as
+// changes from LAN, as memberlist's config.go does.
+//
+// Where the LAN numbers come from: memberlist's LAN profile (1 s probes, 500 ms timeout)
+// detects a failure in ~5-30 s; in a region we want a few seconds, since SWIM's verdict is what
+// moves replicas (DESIGN.md, "two clocks of failure": Raft heartbeats fail over leaders in a
+// few hundred ms without waiting for it). So the probe period is 300 ms with a 100 ms timeout
+// (RTT in a region is well under 1 ms; the timeout covers event-loop and GC stalls, and
+// Lifeguard stretches it on a struggling node). With 10 members: suspect within ~0.3-0.6 s,
+// dead 1.2 s later with 2 independent confirmations, 7.2 s later with none. These are starting
+// points, to be confirmed by the drills' measurements (false-positive rate vs detection time).
+//
+// Invariant (checkMembershipConfig): 2 * probeTimeoutMs <= probeIntervalMs, so the indirect
+// round (ping-req, the intermediary's ping, its ack or its nack after probeTimeoutMs) fits in
+// the rest of the probe period; a packet budget holds the largest Alive plus a ping.
+import { aliveMessageBytesMax, packetHeaderBytes, probeMessageBytesMax } from "./codec.ts";
+import type { MembershipConfigError } from "./errors.ts";
+
+export interface MembershipConfig {
+  /**
+   * ms between the starts of two probes (SWIM's protocol period, §3.1). Each probes one member,
+   * round-robin (§4.3). Lifeguard §IV-A multiplies it by (local health + 1). Lower detects
+   * sooner at 1 ping + 1 ack per member per period. Limit: 10 ms - 10 min.
+   */
+  readonly probeIntervalMs: number;
+  /**
+   * ms to wait for a direct ack before asking `indirectChecks` members to probe (SWIM §3.1);
+   * also how long an intermediary waits before it nacks. Should cover the p99 RTT plus a GC
+   * or event-loop stall. Multiplied by (local health + 1). Limit: 1 ms - probeIntervalMs / 2.
+   */
+  readonly probeTimeoutMs: number;
+  /**
+   * Members asked to probe a target that missed its direct ack (SWIM's k, §3.1). More routes
+   * around a lossy path, at k more ping-reqs per missed ack. Limit: 0-16.
+   */
+  readonly indirectChecks: number;
+  /**
+   * Suspicion timeout floor = suspicionMult * max(1, log10(N)) * probeIntervalMs (SWIM §4.2),
+   * reached once suspicionMult - 2 members confirm independently (Lifeguard §IV-B).
+   * Higher gives a slow member longer to refute. Limit: 1-100.
+   */
+  readonly suspicionMult: number;
+  /**
+   * The suspicion timeout starts at suspicionMaxTimeoutMult times the floor and shrinks with
+   * each confirmation (Lifeguard §IV-B): an isolated prober, whose suspicions nobody confirms,
+   * waits the longest. Limit: 1-100.
+   */
+  readonly suspicionMaxTimeoutMult: number;
+  /**
+   * Each broadcast is piggybacked retransmitMult * ceil(log10(N + 1)) times (SWIM §4.1), so
+   * dissemination keeps up as the cluster grows. Limit: 1-100.
+   */
+  readonly retransmitMult: number;
+  /**
+   * ms between gossip rounds: pending broadcasts that found no probe to ride on go to
+   * `gossipNodes` random members. Faster than probing, since news should not wait for the next
+   * probe. Limit: 1 ms - 10 min.
+   */
+  readonly gossipIntervalMs: number;
+  /** Members each gossip round sends to; 0 disables gossip rounds (piggyback only). Limit: 0-16. */
+  readonly gossipNodes: number;
+  /**
+   * ms after a member is declared dead during which gossip still goes to it, so a member
+   * that was only paused hears it and refutes. Limit: 0 - 1 h.
+   */
+  readonly gossipToTheDeadMs: number;
+  /**
+   * ms between full state exchanges with one random member over a reliable link (anti-entropy:
+   * repairs what gossip missed, and heals a split). Scaled up past 32 members, as memberlist
+   * does, so the cluster-wide cost stays flat. Limit: 100 ms - 1 h.
+   */
+  readonly pushPullIntervalMs: number;
+  /**
+   * ms a push-pull may take (connect, send, receive) before the shell gives up and reports
+   * `pushPullFailed`; the core forgets a push-pull nobody reported after this long.
+   * Limit: 10 ms - 10 min.
+   */
+  readonly pushPullTimeoutMs: number;
+  /**
+   * Lifeguard's local health multiplier is a score in [0, awarenessMax - 1]; timers are
+   * multiplied by (score + 1). 8 lets a struggling member slow its probes to 8x. Limit: 1-64.
+   */
+  readonly awarenessMax: number;
+  /**
+   * ms a dead or left member at least stays in the table as a tombstone, so late gossip
+   * carrying an old incarnation cannot bring it back. Tombstones are reaped when a probe round
+   * wraps (every N probe periods), or at once when the table is full. Limit: 0 - 1 day.
+   */
+  readonly tombstoneRetentionMs: number;
+  /** Members in the table, tombstones included; past it new members are dropped. Limit: 2 - 1,000,000. */
+  readonly membersMax: number;
+  /**
+   * Largest gossip packet (plaintext) this core sends or accepts, in bytes: a 1400-byte UDP
+   * payload (fits a 1500-byte Ethernet MTU with IP and UDP headers) minus the shell's
+   * encryption overhead (keyring.ts: 29 bytes). Limit: room for the largest Alive and a ping -
+   * 65,507 (the largest UDP payload).
+   */
+  readonly packetBudgetBytes: number;
+  /**
+   * Largest push-pull payload, in bytes, either way. At ~150 bytes a member, 8 MiB holds
+   * ~50,000 members. Past it the state sent is cut (live members first) and counted.
+   * Limit: 64 KiB - 256 MiB.
+   */
+  readonly pushPullBytesMax: number;
+  /**
+   * Broadcasts waiting to be piggybacked (one per member: newer news replaces older). Past it
+   * the most-sent are dropped first. Limit: 16 - 1,000,000.
+   */
+  readonly broadcastQueueMax: number;
+  /** Indirect probes this member runs for others at once; past it ping-reqs are dropped. Limit: 1-10,000. */
+  readonly indirectProbesPendingMax: number;
+}
+
+/** Defaults for one region (a LAN pool): fast timers, low RTT. */
+export const defaultLanConfig: MembershipConfig = Object.freeze({
+  probeIntervalMs: 300,
+  probeTimeoutMs: 100,
+  indirectChecks: 3,
+  suspicionMult: 4,
+  suspicionMaxTimeoutMult: 6,
+  retransmitMult: 4,
+  gossipIntervalMs: 100,
+  gossipNodes: 3,
+  gossipToTheDeadMs: 20_000,
+  pushPullIntervalMs: 20_000,
+  pushPullTimeoutMs: 5_000,
+  awarenessMax: 8,
+  tombstoneRetentionMs: 120_000,
+  membersMax: 20_000,
+  packetBudgetBytes: 1400 - 29,
+  pushPullBytesMax: 8 * 1024 * 1024,
+  broadcastQueueMax: 4096,
+  indirectProbesPendingMax: 64,
+});
+
+/**
+ * Defaults for the pool between regions (a WAN pool): RTTs of 50-300 ms and lossier paths, so
+ * slower probes with a timeout of ~3x a transcontinental p99, longer suspicion (6), gossip to
+ * one more member less often, and rarer full syncs.
+ */
+export const defaultWanConfig: MembershipConfig = Object.freeze({
+  ...defaultLanConfig,
+  probeIntervalMs: 3000,
+  probeTimeoutMs: 1000,
+  suspicionMult: 6,
+  gossipIntervalMs: 500,
+  gossipNodes: 4,
+  gossipToTheDeadMs: 60_000,
+  pushPullIntervalMs: 60_000,
+  pushPullTimeoutMs: 15_000,
+  tombstoneRetentionMs: 300_000,
+});
+
+/** Smallest packet budget: the packet header, the largest Alive, and a ping or indirect ping. */
+export const packetBudgetBytesMin = packetHeaderBytes + aliveMessageBytesMax + probeMessageBytesMax;
+
+const integerRanges: readonly (readonly [keyof MembershipConfig, number, number, string])[] = [
+  ["probeIntervalMs", 10, 600_000, "ms"],
+  ["probeTimeoutMs", 1, 600_000, "ms"],
+  ["indirectChecks", 0, 16, ""],
+  ["suspicionMult", 1, 100, ""],
+  ["suspicionMaxTimeoutMult", 1, 100, ""],
+  ["retransmitMult", 1, 100, ""],
+  ["gossipIntervalMs", 1, 600_000, "ms"],
+  ["gossipNodes", 0, 16, ""],
+  ["gossipToTheDeadMs", 0, 3_600_000, "ms"],
+  ["pushPullIntervalMs", 100, 3_600_000, "ms"],
+  ["pushPullTimeoutMs", 10, 600_000, "ms"],
+  ["awarenessMax", 1, 64, ""],
+  ["tombstoneRetentionMs", 0, 86_400_000, "ms"],
+  ["membersMax", 2, 1_000_000, ""],
+  ["packetBudgetBytes", packetBudgetBytesMin, 65_507, "bytes"],
+  ["pushPullBytesMax", 64 * 1024, 256 * 1024 * 1024, "bytes"],
+  ["broadcastQueueMax", 16, 1_000_000, ""],
+  ["indirectProbesPendingMax", 1, 10_000, ""],
+];
+
+/** Every problem with `config`, one error per field; empty when it is valid. */
+export function checkMembershipConfig(config: MembershipConfig): MembershipConfigError[] {
+  const errors: MembershipConfigError[] = [];
+  const invalid = (field: string, message: string) =>
+    errors.push({ tag: "InvalidMembershipConfig", field, message: `membership.${field}: ${message}` });
+  for (const [field, min, max, unit] of integerRanges) {
+    const value = config[field];
+    if (!(Number.isSafeInteger(value) && value >= min && value <= max)) {
+      const suffix = unit === "" ? "" : ` ${unit}`;
+      invalid(field, `must be an integer from ${min} to ${max}${suffix}, got ${value}`);
+    }
+  }
+  if (errors.length === 0 && config.probeTimeoutMs * 2 > config.probeIntervalMs) {
+    invalid(
+      "probeTimeoutMs",
+      `must be at most half of probeIntervalMs (${config.probeIntervalMs} ms), so the indirect probes fit in the probe period; got ${config.probeTimeoutMs}`,
+    );
+  }
+  return errors;
+}
