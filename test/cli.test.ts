@@ -14,14 +14,21 @@ beforeAll(async () => {
 afterAll(stopAll);
 
 describe("neuron --help", () => {
-  it.each([[["--help"]], [["help"]], [["help", "router"]], [["router", "--help"]], [["certs", "--help"]], [["pub", "--help"]], [["sub", "-h"]]])(
-    "neuron %j prints usage and exits 0",
-    async (args) => {
-      const result = await runCli(args);
-      expect(result.code).toBe(0);
-      expect(result.stdout).toMatch(/Usage:/);
-    },
-  );
+  it.each([
+    [["--help"]],
+    [["help"]],
+    [["help", "router"]],
+    [["router", "--help"]],
+    [["certs", "--help"]],
+    [["pub", "--help"]],
+    [["sub", "-h"]],
+    [["members", "--help"]],
+    [["keygen", "--help"]],
+  ])("neuron %j prints usage and exits 0", async (args) => {
+    const result = await runCli(args);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/Usage:/);
+  });
 });
 
 describe("bad command lines exit 2 with a clear message and change nothing", () => {
@@ -41,6 +48,8 @@ describe("bad command lines exit 2 with a clear message and change nothing", () 
     [["certs", "issue"], /exactly one of --router ID or --client ID/],
     [["certs", "issue", "--router", "a b"], /must be 1-64 characters/],
     [["certs", "rotate"], /unknown subcommand "rotate"/],
+    [["members", "--router", "127.0.0.1:1"], /cannot reach 127.0.0.1:1\/status/],
+    [["keygen", "extra"], /takes no arguments/],
   ])("neuron %j", async (args, message) => {
     const dir = await tempDir();
     const result = await runCli(args, { cwd: dir });
@@ -49,7 +58,9 @@ describe("bad command lines exit 2 with a clear message and change nothing", () 
   });
 
   it("pub with an invalid topic is refused before connecting", async () => {
-    const result = await runCli(["pub", "bad topic", "m", "--seeds", "127.0.0.1:1"], { cwd: await tempDir() });
+    const result = await runCli(["pub", "bad topic", "m", "--seeds", "127.0.0.1:1"], {
+      cwd: await tempDir(),
+    });
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(/cannot read .*ca.pem|InvalidTopic/);
   });
@@ -66,7 +77,9 @@ describe("neuron certs", () => {
     const dir = await tempDir();
     expect((await runCli(["certs", "init", "--dir", "c"], { cwd: dir })).code).toBe(0);
     expect((await runCli(["certs", "issue", "--router", "r1", "--dir", "c"], { cwd: dir })).code).toBe(0);
-    expect((await runCli(["certs", "issue", "--client", "app", "--dir", "c", "--days", "7"], { cwd: dir })).code).toBe(0);
+    expect(
+      (await runCli(["certs", "issue", "--client", "app", "--dir", "c", "--days", "7"], { cwd: dir })).code,
+    ).toBe(0);
     const again = await runCli(["certs", "init", "--dir", "c"], { cwd: dir });
     expect(again.code).toBe(2);
     expect(again.stderr).toMatch(/c\/ca.pem exists; use --force/);
@@ -81,7 +94,9 @@ describe("neuron certs", () => {
   });
 
   it("issue without a CA says to run init first", async () => {
-    const result = await runCli(["certs", "issue", "--client", "x", "--dir", "empty"], { cwd: await tempDir() });
+    const result = await runCli(["certs", "issue", "--client", "x", "--dir", "empty"], {
+      cwd: await tempDir(),
+    });
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(/run `neuron certs init --dir empty` first/);
   });
@@ -101,25 +116,76 @@ describe("a bad router config stops the router with one message naming the field
 
   it.each([
     ["missing id", (t: string) => t.replace(/^id = .*$/m, ""), /bad config .*: id: is required/],
-    ["id of the wrong type", (t: string) => t.replace(/^id = .*$/m, "id = 7"), /id: expected a non-empty string, got number 7/],
+    [
+      "id of the wrong type",
+      (t: string) => t.replace(/^id = .*$/m, "id = 7"),
+      /id: expected a non-empty string, got number 7/,
+    ],
     ["missing region", (t: string) => t.replace(/^region = .*$/m, ""), /region: is required/],
-    ["seeds not an array", (t: string) => t.replace(/^seeds = .*$/m, 'seeds = "a:1"'), /seeds: expected an array/],
-    ["a bad seed", (t: string) => t.replace(/^seeds = .*$/m, 'seeds = ["nohost"]'), /seeds\[0\]: "nohost" is not "host:port"/],
-    ["a port out of range", (t: string) => t.replace(/clients = ".*"/, 'clients = "127.0.0.1:70000"'), /listen.clients: port 70000/],
-    ["a listen address of the wrong type", (t: string) => t.replace(/clients = ".*"/, "clients = 7402"), /listen.clients: expected a non-empty string, got number 7402/],
-    ["an unknown key", (t: string) => `${t}\n[limits]\npayload_max_byte = 5\n`, /limits.payload_max_byte: unknown key/],
+    [
+      "seeds not an array",
+      (t: string) => t.replace(/^seeds = .*$/m, 'seeds = "a:1"'),
+      /seeds: expected an array/,
+    ],
+    [
+      "a bad seed",
+      (t: string) => t.replace(/^seeds = .*$/m, 'seeds = ["nohost"]'),
+      /seeds\[0\]: "nohost" is not "host:port"/,
+    ],
+    [
+      "a port out of range",
+      (t: string) => t.replace(/clients = ".*"/, 'clients = "127.0.0.1:70000"'),
+      /listen.clients: port 70000/,
+    ],
+    [
+      "a listen address of the wrong type",
+      (t: string) => t.replace(/clients = ".*"/, "clients = 7402"),
+      /listen.clients: expected a non-empty string, got number 7402/,
+    ],
+    [
+      "an unknown key",
+      (t: string) => `${t}\n[limits]\npayload_max_byte = 5\n`,
+      /limits.payload_max_byte: unknown key/,
+    ],
     ["an unknown top-level key", (t: string) => `colour = "blue"\n${t}`, /colour: unknown key/],
-    ["a limit out of range", (t: string) => `${t}\n[limits]\npayload_max_bytes = 0\n`, /limits.payload_max_bytes: expected an integer from 1/],
+    [
+      "a limit out of range",
+      (t: string) => `${t}\n[limits]\npayload_max_bytes = 0\n`,
+      /limits.payload_max_bytes: expected an integer from 1/,
+    ],
     ["not TOML", (t: string) => `${t}\n[[[`, /is not valid TOML/],
-    ["an unreadable certificate", (t: string) => t.replace(/cert = ".*"/, 'cert = "/nonexistent/r1.pem"'), /tls.cert: cannot read \/nonexistent\/r1.pem: ENOENT/],
+    [
+      "an unreadable certificate",
+      (t: string) => t.replace(/cert = ".*"/, 'cert = "/nonexistent/r1.pem"'),
+      /tls.cert: cannot read \/nonexistent\/r1.pem: ENOENT/,
+    ],
     ["a missing tls section", (t: string) => t.replace(/\[tls\][\s\S]*$/, ""), /tls: section is required/],
+    [
+      "gossip without keys",
+      (t: string) => t.replace("[listen]", '[listen]\ngossip = "127.0.0.1:0"'),
+      /gossip: section with `keys` is required/,
+    ],
+    [
+      "a gossip key that is not 32 bytes",
+      (t: string) => t.replace("[listen]", '[gossip]\nkeys = ["c2hvcnQ="]\n[listen]\ngossip = "127.0.0.1:0"'),
+      /gossip.keys\[0\]: a gossip key must be 32 bytes of base64/,
+    ],
+    [
+      "a wildcard gossip address without advertise_host",
+      (t: string) => t.replace("[listen]", '[listen]\ngossip = "0.0.0.0:0"'),
+      /listen.advertise_host: is required when listen.gossip binds 0.0.0.0/,
+    ],
   ])("%s", async (_name, edit, message) => {
     expect(await tryConfig(edit)).toMatch(message);
   });
 
   it("a certificate issued for another router", async () => {
     const stderr = await tryConfig(
-      (t) => t.replace(/cert = ".*"/, `cert = "${"OTHER"}"`).replace("OTHER", "r2.pem").replace(/key = ".*"/, 'key = "r2.key"'),
+      (t) =>
+        t
+          .replace(/cert = ".*"/, `cert = "${"OTHER"}"`)
+          .replace("OTHER", "r2.pem")
+          .replace(/key = ".*"/, 'key = "r2.key"'),
       async (dir) => {
         await writeCredentials(dir, "r2", await pki.credentials({ role: "router", id: "r2" }));
       },

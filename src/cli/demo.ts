@@ -12,7 +12,11 @@ const topic = "demo.greetings";
 const count = 10;
 const children: ChildProcess[] = [];
 
-function start(name: string, args: string[], onLine?: (line: string, stream: "out" | "err") => void): ChildProcess {
+function start(
+  name: string,
+  args: string[],
+  onLine?: (line: string, stream: "out" | "err") => void,
+): ChildProcess {
   const child = spawn(process.execPath, [cli, ...args], { cwd: dir, stdio: ["ignore", "pipe", "pipe"] });
   children.push(child);
   for (const [stream, source] of [
@@ -33,9 +37,16 @@ function start(name: string, args: string[], onLine?: (line: string, stream: "ou
   return child;
 }
 
-function waitFor<T>(what: string, timeoutMs: number, register: (done: (value: T) => void) => void): Promise<T> {
+function waitFor<T>(
+  what: string,
+  timeoutMs: number,
+  register: (done: (value: T) => void) => void,
+): Promise<T> {
   return new Promise((resolvePromise, reject) => {
-    const timer = setTimeout(() => reject(new Error(`demo: timed out after ${timeoutMs} ms waiting for ${what}`)), timeoutMs);
+    const timer = setTimeout(
+      () => reject(new Error(`demo: timed out after ${timeoutMs} ms waiting for ${what}`)),
+      timeoutMs,
+    );
     register((value) => {
       clearTimeout(timer);
       resolvePromise(value);
@@ -97,18 +108,37 @@ async function main(): Promise<void> {
   const received: string[] = [];
   let subscriber: ChildProcess | undefined;
   await waitFor<void>("the subscription", 30_000, (done) => {
-    subscriber = start("sub", ["sub", topic, "--count", String(count), "--name", "demo-sub", ...connection], (line) => {
-      if (line.startsWith("subscribed")) done();
-      if (line.startsWith(`[${topic}]`)) received.push(line);
-    });
+    subscriber = start(
+      "sub",
+      ["sub", topic, "--count", String(count), "--name", "demo-sub", ...connection],
+      (line) => {
+        if (line.startsWith("subscribed")) done();
+        if (line.startsWith(`[${topic}]`)) received.push(line);
+      },
+    );
   });
 
-  console.log(`demo: publishing ${count} messages (neuron pub ${topic} "hello from Neuron" --count ${count})`);
-  const publisher = start("pub", ["pub", topic, "hello from Neuron", "--count", String(count), "--name", "demo-pub", ...connection]);
+  console.log(
+    `demo: publishing ${count} messages (neuron pub ${topic} "hello from Neuron" --count ${count})`,
+  );
+  const publisher = start("pub", [
+    "pub",
+    topic,
+    "hello from Neuron",
+    "--count",
+    String(count),
+    "--name",
+    "demo-pub",
+    ...connection,
+  ]);
   const publisherCode = await exited(publisher);
-  const subscriberCode = await waitFor<number | null>("the subscriber to get every message", 30_000, (done) => {
-    void exited(subscriber!).then(done);
-  });
+  const subscriberCode = await waitFor<number | null>(
+    "the subscriber to get every message",
+    30_000,
+    (done) => {
+      void exited(subscriber!).then(done);
+    },
+  );
 
   console.log("demo: stopping router r1 (SIGTERM)");
   router.kill("SIGTERM");
@@ -128,5 +158,6 @@ main()
     process.exitCode = 1;
   })
   .finally(() => {
-    for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    for (const child of children)
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
   });

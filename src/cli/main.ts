@@ -3,6 +3,7 @@
 import { NeuronError } from "../../client/index.ts";
 import { UsageError } from "./args.ts";
 import { certsCommand, certsHelp } from "./certs.ts";
+import { keygenCommand, keygenHelp, membersCommand, membersHelp } from "./members.ts";
 import { pubCommand, pubHelp, subCommand, subHelp } from "./pub-sub.ts";
 import { routerCommand, routerHelp } from "./router.ts";
 
@@ -15,10 +16,19 @@ Commands:
   certs     make a cluster CA, issue certificates: neuron certs init | issue --router ID | --client ID
   pub       publish a message:                   neuron pub TOPIC MESSAGE
   sub       print the messages of a topic:       neuron sub TOPIC
+  members   the cluster as a router sees it:     neuron members --router HOST:PORT
+  keygen    a new gossip key:                    neuron keygen
   help      this text, or a command's:           neuron help COMMAND
 `;
 
-const helps: Record<string, string> = { router: routerHelp, certs: certsHelp, pub: pubHelp, sub: subHelp };
+const helps: Record<string, string> = {
+  router: routerHelp,
+  certs: certsHelp,
+  pub: pubHelp,
+  sub: subHelp,
+  members: membersHelp,
+  keygen: keygenHelp,
+};
 
 const out = (line: string) => {
   process.stdout.write(line.endsWith("\n") ? line : `${line}\n`);
@@ -52,6 +62,10 @@ async function main(argv: readonly string[]): Promise<number | "running"> {
       return pubCommand(rest, out);
     case "sub":
       return subCommand(rest, out);
+    case "members":
+      return membersCommand(rest, out);
+    case "keygen":
+      return keygenCommand(rest, out);
     default:
       throw new UsageError(
         `neuron: unknown command ${JSON.stringify(command)}; commands: ${Object.keys(helps).join(", ")} (neuron --help)`,

@@ -9,7 +9,8 @@ export const routerHelp = `Usage:
   neuron router --config FILE [--log-level debug|info|warn|error]
 
 Runs a router. FILE is TOML (see router.example.toml in the repository):
-  id, region, data_dir, seeds, [listen] clients (and clients_quic), [tls] ca, cert, key.
+  id, region, data_dir, seeds, [listen] clients (clients_quic, gossip, metrics),
+  [tls] ca, cert, key, [gossip] keys (with listen.gossip).
 Stops cleanly on SIGTERM or SIGINT: clients are told to reconnect elsewhere.
 `;
 
@@ -47,22 +48,12 @@ export async function routerCommand(
     }
     throw error;
   }
-  const { clients, clientsQuic } = router.addresses;
-  log.info("router ready", {
-    id: router.config.id,
-    region: router.config.region,
-    clients: formatAddress(clients),
-    ...(clientsQuic === undefined ? {} : { clientsQuic: formatAddress(clientsQuic) }),
-  });
-  out(
-    JSON.stringify({
-      event: "ready",
-      id: router.config.id,
-      pid: process.pid,
-      clients: formatAddress(clients),
-      ...(clientsQuic === undefined ? {} : { clientsQuic: formatAddress(clientsQuic) }),
-    }),
-  );
+  const addresses: Record<string, string> = {};
+  for (const [name, address] of Object.entries(router.addresses)) {
+    if (address !== undefined) addresses[name] = formatAddress(address);
+  }
+  log.info("router ready", { id: router.config.id, region: router.config.region, ...addresses });
+  out(JSON.stringify({ event: "ready", id: router.config.id, pid: process.pid, ...addresses }));
   const stop = (signal: string) => {
     log.info("stopping", { signal });
     void router.stop().then(() => {

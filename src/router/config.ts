@@ -15,6 +15,7 @@ import {
   parseAddress,
   verifyPeerCertificate,
 } from "../axon/index.ts";
+import { parseKey } from "../membership/keyring.ts";
 
 export interface RouterLimits {
   /** Largest message payload a client may publish, in bytes. Default 1 MiB (as NATS). Max 64 MiB. */
@@ -52,10 +53,27 @@ export interface RouterConfig {
     readonly clients: Address;
     /** Client connections over QUIC (optional). */
     readonly clientsQuic?: Address;
-    /** Router links and gossip: reserved; the router does not serve them yet (single-router mode). */
-    readonly links?: Address;
+    /**
+     * Membership gossip: UDP, plus push-pull over TLS on the same TCP port number. Other
+     * routers' `seeds` name this address. Without it the router runs alone.
+     */
     readonly gossip?: Address;
+    /** HTTP: GET /status (JSON: identity, counters, members). */
     readonly metrics?: Address;
+    /** Router links: reserved for the region mesh; nothing listens on it yet. */
+    readonly links?: Address;
+    /**
+     * The host other routers and clients should use to reach this one, when the listen
+     * addresses bind a wildcard (0.0.0.0 or ::). Default: the gossip bind host.
+     */
+    readonly advertiseHost?: string;
+  };
+  /** Gossip settings; present whenever `listen.gossip` is. */
+  readonly gossip?: {
+    /** Cluster keys (32 bytes, base64); the first seals, all open (rotation: keyring.ts). */
+    readonly keys: readonly string[];
+    /** Timer profile: "lan" within a region (default) or "wan". */
+    readonly profile: "lan" | "wan";
   };
   readonly tls: { readonly caPath: string; readonly certPath: string; readonly keyPath: string };
   readonly credentials: Credentials;
@@ -73,6 +91,8 @@ export class ConfigError extends Error {
 }
 
 type Table = Record<string, unknown>;
+
+const isWildcard = (host: string) => host === "0.0.0.0" || host === "::";
 
 const isTable = (value: unknown): value is Table =>
   typeof value === "object" && value !== null && !Array.isArray(value) && !(value instanceof Date);
@@ -199,7 +219,50 @@ export function checkConfigDocument(document: Table): Omit<RouterConfig, "creden
   const links = listenTable.address("links", false);
   const gossip = listenTable.address("gossip", false);
   const metrics = listenTable.address("metrics", false);
+  const advertiseHost = listenTable.string("advertise_host", false);
   listenTable.done();
+  if (gossip !== undefined && isWildcard(gossip.host) && advertiseHost === undefined) {
+    throw new ConfigError(
+      "listen.advertise_host",
+      `is required when listen.gossip binds ${gossip.host}: other routers need an address to reach this one`,
+    );
+  }
+
+  const gossipTable = root.section("gossip", false);
+  let gossipSettings: RouterConfig["gossip"];
+  if (gossipTable !== undefined) {
+    const keys = gossipTable.array("keys").map((key, index) => {
+      const field = gossipTable.field(`keys[${index}]`);
+      if (typeof key !== "string")
+        throw new ConfigError(field, `expected a base64 key, got ${describe(key)}`);
+      try {
+        parseKey(key);
+      } catch (error) {
+        throw new ConfigError(field, (error as Error).message);
+      }
+      return key;
+    });
+    if (keys.length === 0)
+      throw new ConfigError(
+        gossipTable.field("keys"),
+        "needs at least one key (make one with `neuron keygen`)",
+      );
+    const profile = gossipTable.string("profile", false) ?? "lan";
+    if (profile !== "lan" && profile !== "wan") {
+      throw new ConfigError(
+        gossipTable.field("profile"),
+        `expected "lan" or "wan", got ${JSON.stringify(profile)}`,
+      );
+    }
+    gossipTable.done();
+    gossipSettings = { keys, profile };
+  }
+  if (gossip !== undefined && gossipSettings === undefined) {
+    throw new ConfigError(
+      "gossip",
+      "section with `keys` is required when listen.gossip is set (gossip is encrypted)",
+    );
+  }
 
   const tlsTable = root.section("tls", true)!;
   const tls = {
@@ -248,7 +311,9 @@ export function checkConfigDocument(document: Table): Omit<RouterConfig, "creden
       ...(links === undefined ? {} : { links }),
       ...(gossip === undefined ? {} : { gossip }),
       ...(metrics === undefined ? {} : { metrics }),
+      ...(advertiseHost === undefined ? {} : { advertiseHost }),
     },
+    ...(gossipSettings === undefined ? {} : { gossip: gossipSettings }),
     tls,
     limits,
   };

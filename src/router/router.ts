@@ -8,6 +8,7 @@ import { mkdir, open, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import {
   type Address,
+  formatAddress,
   type Link,
   type Listener,
   type RefusedConnection,
@@ -15,10 +16,21 @@ import {
   tlsTransport,
 } from "../axon/index.ts";
 import { SubscriptionTable } from "../delivery/index.ts";
+import {
+  defaultLanConfig,
+  defaultWanConfig,
+  type Member,
+  memberId,
+  type ViewEvent,
+} from "../membership/index.ts";
+import { Keyring, parseKey, sealOverheadBytes } from "../membership/keyring.ts";
+import { MembershipService } from "../membership/service.ts";
+import { listenSync } from "../membership/sync.ts";
 import { frameHeaderBytes, type Hello } from "../wire/index.ts";
 import { ConfigError, type RouterConfig } from "./config.ts";
 import type { Log } from "./log.ts";
 import { ClientSession, type SessionCounters } from "./session.ts";
+import { type StatusServer, serveStatus } from "./status.ts";
 
 export const routerVersion = "0.1.0";
 
@@ -34,6 +46,8 @@ export interface RouterOptions {
 export interface ListeningAddresses {
   readonly clients: Address;
   readonly clientsQuic?: Address;
+  readonly gossip?: Address;
+  readonly metrics?: Address;
 }
 
 export class Router {
@@ -44,6 +58,8 @@ export class Router {
   private readonly sessions = new Set<ClientSession>();
   private readonly listeners: Listener[] = [];
   private lockPath: string | undefined;
+  private membership: MembershipService | undefined;
+  private statusServer: StatusServer | undefined;
   private stopping: Promise<void> | undefined;
   private _addresses: ListeningAddresses | undefined;
 
@@ -68,7 +84,23 @@ export class Router {
           "listen.clients_quic",
         );
       }
-      router._addresses = { clients, ...(clientsQuic === undefined ? {} : { clientsQuic }) };
+      const gossip = await router.startMembership(clients);
+      if (config.listen.metrics !== undefined) {
+        try {
+          router.statusServer = await serveStatus(config.listen.metrics, () => router.status());
+        } catch (error) {
+          throw new ConfigError(
+            "listen.metrics",
+            `cannot listen on ${formatAddress(config.listen.metrics)}: ${(error as Error).message}`,
+          );
+        }
+      }
+      router._addresses = {
+        clients,
+        ...(clientsQuic === undefined ? {} : { clientsQuic }),
+        ...(gossip === undefined ? {} : { gossip }),
+        ...(router.statusServer === undefined ? {} : { metrics: router.statusServer.address }),
+      };
     } catch (error) {
       await router.stop();
       throw error;
@@ -83,6 +115,85 @@ export class Router {
 
   get clientCount(): number {
     return this.sessions.size;
+  }
+
+  /** The membership view, or only this router when gossip is off. */
+  members(): readonly Member[] {
+    return this.membership?.members() ?? [];
+  }
+
+  /** What GET /status answers. */
+  status(): unknown {
+    return {
+      id: this.config.id,
+      region: this.config.region,
+      version: routerVersion,
+      clients: this.sessions.size,
+      subscriptions: this.table.size,
+      counters: this.counters,
+      members: this.members().map((member) => ({
+        id: member.id,
+        state: member.state,
+        region: member.region,
+        incarnation: member.incarnation,
+        gossip: member.gossipAddress,
+        addresses: member.addresses,
+      })),
+      membership: this.membership?.stats(),
+    };
+  }
+
+  /** Starts gossip if configured and joins through the seeds; returns the bound gossip address. */
+  private async startMembership(clients: Address): Promise<Address | undefined> {
+    const bind = this.config.listen.gossip;
+    const settings = this.config.gossip;
+    if (bind === undefined || settings === undefined) return undefined;
+    const membershipConfig = settings.profile === "wan" ? defaultWanConfig : defaultLanConfig;
+    const advertiseHost = this.config.listen.advertiseHost ?? bind.host;
+    try {
+      this.membership = await MembershipService.start({
+        config: membershipConfig,
+        self: {
+          id: memberId(this.config.id),
+          region: this.config.region,
+          addresses: { clients: formatAddress({ host: advertiseHost, port: clients.port }) },
+          metadata: {},
+          version: 0,
+        },
+        bind,
+        advertiseHost,
+        keyring: new Keyring(settings.keys.map(parseKey)),
+        sync: (bound, serve) =>
+          listenSync({
+            bound,
+            credentials: this.config.credentials,
+            serve,
+            payloadMaxBytes: membershipConfig.pushPullBytesMax + sealOverheadBytes,
+            agent: `neuron-router/${routerVersion} ${this.config.id}`,
+            onRefused: (from, reason) => this.log.warn("refused push-pull", { from, reason }),
+          }),
+        onEvent: (event: ViewEvent) => this.memberEvent(event),
+      });
+    } catch (error) {
+      throw new ConfigError(
+        "listen.gossip",
+        `cannot listen on ${formatAddress(bind)}: ${(error as Error).message}`,
+      );
+    }
+    if (this.config.seeds.length > 0) this.membership.join(this.config.seeds.map(formatAddress));
+    return this.membership.address;
+  }
+
+  private memberEvent(event: ViewEvent): void {
+    const { member } = event;
+    const fields = {
+      member: member.id,
+      region: member.region,
+      incarnation: member.incarnation,
+      gossip: member.gossipAddress,
+    };
+    if (event.kind === "dead" || event.kind === "suspect") this.log.warn(`member ${event.kind}`, fields);
+    else this.log.info(`member ${event.kind}`, fields);
   }
 
   private hello(): Hello {
@@ -153,6 +264,9 @@ export class Router {
   }
 
   private async shutdown(graceMs: number): Promise<void> {
+    // Leave the cluster first, so the others see "left", not "dead".
+    await this.membership?.leave(Math.min(graceMs, 1000));
+    await this.statusServer?.close();
     // Stop accepting (a QUIC listener's close resolves only once its links have ended: they
     // share its socket), then say Goodbye to every client, then give it all `graceMs`.
     const listenersClosed = Promise.all(this.listeners.map((listener) => listener.close()));

@@ -26,6 +26,8 @@ export {
   type Publish,
   type Refusal,
   type Subscribe,
+  type Sync,
+  type SyncReply,
   type Unsubscribe,
   wireVersion,
 } from "./schema.ts";

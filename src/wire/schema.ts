@@ -101,6 +101,20 @@ export interface Goodbye {
   readonly message: string;
 }
 
+/** Membership push-pull between routers (src/membership/sync.ts): the sender's state. */
+export interface Sync {
+  readonly kind: "Sync";
+  readonly requestId: number;
+  /** The membership codec's push-pull bytes. */
+  readonly payload: Uint8Array;
+}
+/** The answer to a Sync: the receiver's state. */
+export interface SyncReply {
+  readonly kind: "SyncReply";
+  readonly requestId: number;
+  readonly payload: Uint8Array;
+}
+
 export type Frame =
   | Hello
   | Ping
@@ -111,7 +125,9 @@ export type Frame =
   | Ack
   | Refusal
   | Message
-  | Goodbye;
+  | Goodbye
+  | Sync
+  | SyncReply;
 export type FrameKind = Frame["kind"];
 
 const errorCodeSchema = { type: "enum", name: "ErrorCode", symbols: [...errorCodes] } as const;
@@ -221,6 +237,20 @@ export const frameTypes: Readonly<Record<FrameKind, { readonly number: number; r
       type: record("Goodbye", [
         { name: "code", type: errorCodeSchema },
         { name: "message", type: "string" },
+      ]),
+    },
+    Sync: {
+      number: 11,
+      type: record("Sync", [
+        { name: "requestId", type: "long" },
+        { name: "payload", type: "bytes" },
+      ]),
+    },
+    SyncReply: {
+      number: 12,
+      type: record("SyncReply", [
+        { name: "requestId", type: "long" },
+        { name: "payload", type: "bytes" },
       ]),
     },
   };

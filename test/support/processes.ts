@@ -64,6 +64,9 @@ export interface RouterProcess {
   /** "127.0.0.1:PORT" of the client listener. */
   readonly clients: string;
   readonly clientsQuic: string | undefined;
+  /** "127.0.0.1:PORT" of the gossip socket and of GET /status, when configured. */
+  readonly gossip: string | undefined;
+  readonly metrics: string | undefined;
   readonly configPath: string;
   /** Everything the router wrote to stderr so far. */
   stderr(): string;
@@ -79,6 +82,10 @@ export interface RouterSpec {
   /** Fixed client port (to restart on the same address); default 0. */
   readonly port?: number;
   readonly quic?: boolean;
+  /** Gossip on: the cluster key and the seeds (gossip addresses); a fixed port to restart on. */
+  readonly gossip?: { readonly key: string; readonly seeds?: readonly string[]; readonly port?: number };
+  /** Serve GET /status on a free port. */
+  readonly metrics?: boolean;
   readonly extraToml?: string;
 }
 
@@ -93,11 +100,14 @@ export async function writeRouterConfig(spec: RouterSpec): Promise<string> {
       `id = "${spec.id}"`,
       `region = "test"`,
       `data_dir = "${join(spec.dir, `data-${spec.id}`)}"`,
-      "seeds = []",
+      `seeds = ${JSON.stringify(spec.gossip?.seeds ?? [])}`,
       spec.extraToml ?? "",
       "[listen]",
       `clients = "127.0.0.1:${spec.port ?? 0}"`,
       spec.quic === true ? `clients_quic = "127.0.0.1:0"` : "",
+      spec.gossip === undefined ? "" : `gossip = "127.0.0.1:${spec.gossip.port ?? 0}"`,
+      spec.metrics === true ? `metrics = "127.0.0.1:0"` : "",
+      spec.gossip === undefined ? "" : `[gossip]\nkeys = ["${spec.gossip.key}"]`,
       "[tls]",
       `ca = "${join(spec.dir, "ca.pem")}"`,
       `cert = "${join(spec.dir, `${spec.id}.pem`)}"`,
@@ -144,12 +154,20 @@ export function startRouterProcess(id: string, configPath: string): Promise<Rout
       const line = stdout.split("\n").find((text) => text.startsWith('{"event":"ready"'));
       if (line === undefined) return;
       clearTimeout(deadline);
-      const ready = JSON.parse(line) as { clients: string; clientsQuic?: string; pid: number };
+      const ready = JSON.parse(line) as {
+        clients: string;
+        clientsQuic?: string;
+        gossip?: string;
+        metrics?: string;
+        pid: number;
+      };
       resolve({
         id,
         pid: ready.pid,
         clients: ready.clients,
         clientsQuic: ready.clientsQuic,
+        gossip: ready.gossip,
+        metrics: ready.metrics,
         configPath,
         stderr: () => stderr,
         exited,
