@@ -12,7 +12,11 @@
 // sent wait for the next connection.
 //
 // Trap: Acks are cumulative and a Refusal comes before the Ack covering its id, so pending
-// requests live in a Map in id order and an Ack settles a prefix of it.
+// requests live in id order (request-queue.ts) and an Ack settles a prefix of them.
+//
+// Hot path (every publish): no timer per request (deadlines grow with the id, so one timer for
+// the oldest request covers them all), no closure or await when there is room (one promise per
+// publish), an allocation-free topic check, and the payload handed to the encoder as given.
 import {
   type Address,
   AxonFailure,
@@ -22,10 +26,18 @@ import {
   type Transport,
   tlsTransport,
 } from "../src/axon/index.ts";
-import { checkTopic } from "../src/partitions/index.ts";
+import { checkTopic, isValidTopic } from "../src/partitions/index.ts";
 import { type Clock, type Random, systemClock, systemRandom, type Timer } from "../src/ports/index.ts";
-import { type ErrorCode, type Frame, type Headers, headersMax, type Message } from "../src/wire/index.ts";
+import {
+  type ErrorCode,
+  type Frame,
+  type Headers,
+  headersMax,
+  type Message,
+  noHeaders,
+} from "../src/wire/index.ts";
 import { NeuronError } from "./errors.ts";
+import { RequestQueue } from "./request-queue.ts";
 
 export const clientVersion = "0.1.0";
 
@@ -85,12 +97,20 @@ export interface ConnectOptions {
 }
 
 interface PendingRequest {
-  readonly frame: Frame & { requestId: number };
+  readonly requestId: number;
+  readonly kind: Frame["kind"];
+  /** The topic it is about, for error messages. */
+  readonly topic: string | undefined;
+  /**
+   * The frame while it is unsent; dropped once sent (the encoder copied it), so a payload is
+   * not kept alive until the Ack. Invariant: undefined exactly when sent.
+   */
+  frame: (Frame & { requestId: number }) | undefined;
   readonly bytes: number;
   readonly resolve: () => void;
   readonly reject: (error: NeuronError) => void;
-  readonly timer: Timer;
-  sent: boolean;
+  /** clock.nowMs() past which the request times out. Invariant: non-decreasing in id order. */
+  readonly deadlineMs: number;
 }
 
 interface SubscriptionState {
@@ -100,11 +120,9 @@ interface SubscriptionState {
   active: boolean;
 }
 
-function toBuffer(payload: Uint8Array | string): Buffer {
-  if (typeof payload === "string") return Buffer.from(payload, "utf8");
-  return Buffer.isBuffer(payload)
-    ? payload
-    : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
+function topicProblem(topic: string): string {
+  const check = checkTopic(topic);
+  return check.ok ? `topic ${JSON.stringify(topic)}` : check.error.message;
 }
 
 function checkHeaders(headers: Headers): string | undefined {
@@ -138,12 +156,16 @@ export class Client {
   private nextRequestId = 1;
   private nextSubscriptionId = 1;
   /** Requests in id order. Invariant: every sent request precedes every unsent one. */
-  private readonly pending = new Map<number, PendingRequest>();
+  private readonly pending = new RequestQueue<PendingRequest>();
   private pendingBytes = 0;
   private readonly waiting: (() => void)[] = [];
   private readonly subscriptions = new Map<number, SubscriptionState>();
   private payloadMaxBytes = Number.POSITIVE_INFINITY;
   private reconnectTimer: Timer | undefined;
+  /** Armed while requests are pending: fires at (or after) the oldest one's deadline. */
+  private deadlineTimer: Timer | undefined;
+  /** See burstClockMs. */
+  private burstNowMs: number | undefined;
 
   private constructor(options: ConnectOptions, seeds: readonly Address[], transport: Transport) {
     this.options = options;
@@ -195,27 +217,37 @@ export class Client {
   /**
    * Publishes to a topic. Resolves once the router has routed the message; rejects with a
    * NeuronError (InvalidTopic, PayloadTooLarge, InvalidArgument, BufferFull, Timeout,
-   * ConnectionLost, Refused, Closed).
+   * ConnectionLost, Refused, Closed). The payload is not copied until the message is sent
+   * (at once while connected): do not change it before the promise settles.
    */
-  publish(topic: string, payload: Uint8Array | string, options: { headers?: Headers } = {}): Promise<void> {
-    const check = checkTopic(topic);
-    if (!check.ok) return Promise.reject(new NeuronError("InvalidTopic", check.error.message));
-    const body = toBuffer(payload);
+  publish(topic: string, payload: Uint8Array | string, options?: { headers?: Headers }): Promise<void> {
+    if (!isValidTopic(topic)) return Promise.reject(new NeuronError("InvalidTopic", topicProblem(topic)));
+    const body = typeof payload === "string" ? Buffer.from(payload, "utf8") : payload;
+    if (!(body instanceof Uint8Array)) {
+      return Promise.reject(new NeuronError("InvalidArgument", "a payload must be a Uint8Array or a string"));
+    }
     if (body.length > this.payloadMaxBytes) {
       const message = `payload of ${body.length} bytes exceeds the router's limit of ${this.payloadMaxBytes} bytes`;
       return Promise.reject(new NeuronError("PayloadTooLarge", message));
     }
-    const headers = options.headers ?? {};
-    const headerProblem = checkHeaders(headers);
-    if (headerProblem !== undefined) return Promise.reject(new NeuronError("InvalidArgument", headerProblem));
+    let headers = noHeaders;
+    if (options?.headers !== undefined) {
+      headers = options.headers;
+      const headerProblem = checkHeaders(headers);
+      if (headerProblem !== undefined)
+        return Promise.reject(new NeuronError("InvalidArgument", headerProblem));
+    }
     const frame = { kind: "Publish", requestId: 0, topic, payload: body, headers } as const;
+    // The common case, inline: room to spare and nobody waiting (whenRoom's first branch).
+    if (this.state !== "closed" && this.waiting.length === 0 && this.fits(body.length)) {
+      return this.request(frame, body.length);
+    }
     return this.whenRoom(body.length, false, () => this.request(frame, body.length));
   }
 
   /** Subscribes to a topic; resolves once the router has registered the subscription. */
   async subscribe(topic: string, handler: MessageHandler): Promise<Subscription> {
-    const check = checkTopic(topic);
-    if (!check.ok) throw new NeuronError("InvalidTopic", check.error.message);
+    if (!isValidTopic(topic)) throw new NeuronError("InvalidTopic", topicProblem(topic));
     if (typeof handler !== "function")
       throw new NeuronError("InvalidArgument", "subscribe needs a handler function");
     const state: SubscriptionState = { id: this.nextSubscriptionId++, topic, handler, active: true };
@@ -263,10 +295,7 @@ export class Client {
     if (this.state === "closed") {
       return Promise.reject(new NeuronError("Closed", `client is closed: ${this.closeReason}`));
     }
-    const fits =
-      this.pending.size < this.maxInFlight &&
-      (this.pendingBytes + bytes <= this.maxPendingBytes || this.pending.size === 0);
-    if (fits && (woken || this.waiting.length === 0)) return send();
+    if (this.fits(bytes) && (woken || this.waiting.length === 0)) return send();
     if (this.options.whenFull === "reject") {
       const message = `${this.pending.size} requests (${this.pendingBytes} bytes) are waiting for the router`;
       return Promise.reject(new NeuronError("BufferFull", message));
@@ -282,46 +311,90 @@ export class Client {
     }).then(() => this.whenRoom(bytes, true, send));
   }
 
-  private request(frame: Frame & { requestId: number }, bytes: number): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      const requestId = this.nextRequestId++;
-      (frame as { requestId: number }).requestId = requestId;
-      const timer = this.clock.schedule(this.requestTimeoutMs, () =>
-        this.settle(
-          requestId,
-          new NeuronError(
-            "Timeout",
-            `${frame.kind} to ${describeTarget(frame)} got no answer within ${this.requestTimeoutMs} ms`,
-          ),
-        ),
-      );
-      const request: PendingRequest = { frame, bytes, resolve, reject, timer, sent: false };
-      this.pending.set(requestId, request);
-      this.pendingBytes += bytes;
-      if (this.state === "connected" && this.link !== undefined) this.sendRequest(this.link, request);
-    });
+  private fits(bytes: number): boolean {
+    return (
+      this.pending.size < this.maxInFlight &&
+      (this.pendingBytes + bytes <= this.maxPendingBytes || this.pending.size === 0)
+    );
   }
 
+  private request(frame: Frame & { requestId: number }, bytes: number): Promise<void> {
+    const { promise, resolve, reject } = Promise.withResolvers<void>();
+    const requestId = this.nextRequestId++;
+    (frame as { requestId: number }).requestId = requestId;
+    const deadlineMs = this.burstClockMs() + this.requestTimeoutMs;
+    const topic = "topic" in frame ? frame.topic : undefined;
+    const request: PendingRequest = {
+      requestId,
+      kind: frame.kind,
+      topic,
+      frame,
+      bytes,
+      resolve,
+      reject,
+      deadlineMs,
+    };
+    this.pending.push(request);
+    this.pendingBytes += bytes;
+    this.deadlineTimer ??= this.clock.schedule(this.requestTimeoutMs, this.expire);
+    if (this.state === "connected" && this.link !== undefined) this.sendRequest(this.link, request);
+    return promise;
+  }
+
+  /**
+   * The clock, read once per synchronous burst of requests (until the next microtask) rather
+   * than for each of a loop of publishes: a deadline is then early by at most the time the
+   * burst took to run, milliseconds next to a timeout of seconds.
+   */
+  private burstClockMs(): number {
+    if (this.burstNowMs === undefined) {
+      this.burstNowMs = this.clock.nowMs();
+      queueMicrotask(this.endBurst);
+    }
+    return this.burstNowMs;
+  }
+
+  private readonly endBurst = () => {
+    this.burstNowMs = undefined;
+  };
+
+  /** Times out the requests past their deadline (the oldest ones), then waits for the next. */
+  private readonly expire = () => {
+    this.deadlineTimer = undefined;
+    const nowMs = this.clock.nowMs();
+    for (let request = this.pending.oldest(); request !== undefined; request = this.pending.oldest()) {
+      if (request.deadlineMs > nowMs) {
+        this.deadlineTimer = this.clock.schedule(request.deadlineMs - nowMs, this.expire);
+        return;
+      }
+      this.settle(
+        request.requestId,
+        new NeuronError(
+          "Timeout",
+          `${request.kind} to ${describeTarget(request.topic)} got no answer within ${this.requestTimeoutMs} ms`,
+        ),
+      );
+    }
+  };
+
   private sendRequest(link: Link, request: PendingRequest): void {
-    const result = link.send(request.frame);
+    const result = link.send(request.frame!);
     if (result.ok) {
-      request.sent = true;
+      request.frame = undefined;
       return;
     }
     // Too big for the router's frames: refuse. Any other failure means the link is closing;
     // the request stays unsent and goes out on the next connection.
     if (result.error.tag === "FrameTooLarge") {
-      this.settle(request.frame.requestId, new NeuronError("PayloadTooLarge", result.error.message));
+      this.settle(request.requestId, new NeuronError("PayloadTooLarge", result.error.message));
     }
   }
 
   /** Settles one request: resolves it if `error` is undefined. */
   private settle(requestId: number, error?: NeuronError): void {
-    const request = this.pending.get(requestId);
+    const request = this.pending.remove(requestId);
     if (request === undefined) return;
-    this.pending.delete(requestId);
     this.pendingBytes -= request.bytes;
-    request.timer.cancel();
     if (error === undefined) request.resolve();
     else request.reject(error);
     this.wakeWaiting();
@@ -343,12 +416,14 @@ export class Client {
     switch (frame.kind) {
       case "Message":
         return this.deliver(frame);
-      case "Ack":
-        for (const requestId of this.pending.keys()) {
-          if (requestId > frame.throughRequestId) break;
-          this.settle(requestId);
+      case "Ack": {
+        const through = frame.throughRequestId;
+        for (let request = this.pending.oldest(); request !== undefined; request = this.pending.oldest()) {
+          if (request.requestId > through) break;
+          this.settle(request.requestId);
         }
         return;
+      }
       case "Refusal": {
         const code = routerCodeToClient[frame.code] ?? "Refused";
         this.settle(frame.requestId, new NeuronError(code, `router refused: ${frame.message}`, frame.code));
@@ -363,7 +438,8 @@ export class Client {
     const subscription = this.subscriptions.get(frame.subscriptionId);
     if (subscription === undefined || !subscription.active) return;
     try {
-      subscription.handler({ topic: frame.topic, payload: frame.payload, headers: frame.headers });
+      // Decoded frames carry Buffers (wire/hot-frames.ts); the type admits any Uint8Array to send.
+      subscription.handler({ topic: frame.topic, payload: frame.payload as Buffer, headers: frame.headers });
     } catch (error) {
       this.options.onEvent?.({ kind: "handlerError", error, topic: frame.topic });
     }
@@ -414,7 +490,8 @@ export class Client {
     });
     // Send what waited (lowest ids first: request ids must increase on a link), then
     // re-register the subscriptions.
-    for (const request of this.pending.values()) if (!request.sent) this.sendRequest(link, request);
+    for (const request of this.pending.list())
+      if (request.frame !== undefined) this.sendRequest(link, request);
     for (const subscription of this.subscriptions.values()) {
       if (subscription.active) {
         void this.request(
@@ -433,13 +510,13 @@ export class Client {
     this.link = undefined;
     this.state = "reconnecting";
     this.options.onEvent?.({ kind: "disconnected", reason });
-    const lost = [...this.pending.values()].filter((request) => request.sent);
+    const lost = this.pending.list().filter((request) => request.frame === undefined);
     for (const request of lost) {
       this.settle(
-        request.frame.requestId,
+        request.requestId,
         new NeuronError(
           "ConnectionLost",
-          `connection to the router broke before ${request.frame.kind} was acknowledged (${reason})`,
+          `connection to the router broke before ${request.kind} was acknowledged (${reason})`,
         ),
       );
     }
@@ -471,19 +548,21 @@ export class Client {
     this.state = "closed";
     this.closeReason = reason;
     this.reconnectTimer?.cancel();
+    this.deadlineTimer?.cancel();
+    this.deadlineTimer = undefined;
     const link = this.link;
     this.link = undefined;
     link?.close("ShuttingDown", "client closing");
-    for (const requestId of [...this.pending.keys()]) {
-      this.settle(requestId, new NeuronError("Closed", `client is closed: ${reason}`));
+    for (const request of this.pending.list()) {
+      this.settle(request.requestId, new NeuronError("Closed", `client is closed: ${reason}`));
     }
     for (const wake of this.waiting.splice(0)) wake();
     this.options.onEvent?.({ kind: "closed", reason });
   }
 }
 
-function describeTarget(frame: Frame): string {
-  return "topic" in frame ? `topic ${frame.topic}` : "the router";
+function describeTarget(topic: string | undefined): string {
+  return topic === undefined ? "the router" : `topic ${topic}`;
 }
 
 /** Connects a client (see ConnectOptions). */

@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { checkTopic, topicMaxBytes } from "./index.ts";
+import { checkTopic, isValidTopic, topicMaxBytes } from "./index.ts";
 
 describe("topic validation", () => {
   it.each(["orders", "sensors/eu-west/temp", "chat.room.12345", "注文.東京", "a", "x".repeat(topicMaxBytes)])(
@@ -54,5 +54,34 @@ describe("topic validation", () => {
         }
       }),
     );
+  });
+
+  it("isValidTopic gives checkTopic's verdict for every string", () => {
+    const ascii = fc.string({
+      unit: fc.integer({ min: 0, max: 0x7f }).map((code) => String.fromCharCode(code)),
+    });
+    const nameLike = fc
+      .array(
+        fc.constantFrom("a", "Z", "0", ".", "/", "-", "_", " ", "*", "#", "é", "東", "\u200b", "\u007f"),
+        {
+          maxLength: 300,
+        },
+      )
+      .map((parts) => parts.join(""));
+    fc.assert(
+      fc.property(fc.oneof(fc.string({ unit: "binary", maxLength: 300 }), ascii, nameLike), (topic) => {
+        expect(isValidTopic(topic)).toBe(checkTopic(topic).ok);
+      }),
+      { numRuns: 3000 },
+    );
+    for (const topic of [
+      "x".repeat(topicMaxBytes),
+      "x".repeat(topicMaxBytes + 1),
+      "é".repeat(128),
+      "a",
+      "",
+    ]) {
+      expect(isValidTopic(topic)).toBe(checkTopic(topic).ok);
+    }
   });
 });

@@ -4,6 +4,10 @@
 // control characters, or the characters reserved for subscription patterns ("*", ">", "#",
 // "?"), so that adding wildcards later cannot change what an existing topic name means.
 // An empty segment ("a..b", ".a", "a/") is refused: it is almost always a bug in the caller.
+//
+// `isValidTopic` is the allocation-free check for hot paths (every publish, on the client and
+// the router): ASCII names are checked by character code, anything else by `checkTopic`.
+// Invariant: isValidTopic(t) === checkTopic(t).ok for every string (a property test holds it).
 import type { TopicError } from "./errors.ts";
 
 /** The longest topic, in UTF-8 bytes. Bounded so a topic always fits a frame header cheaply. */
@@ -60,6 +64,26 @@ export function checkTopic(topic: string): TopicCheck {
     return tooLong(topic, bytes.length);
   }
   return { ok: true, bytes };
+}
+
+/** Whether `topic` is a valid name, without allocating for ASCII names; same verdict as checkTopic. */
+export function isValidTopic(topic: string): boolean {
+  const length = topic.length;
+  if (length === 0 || length > topicMaxBytes) return false;
+  let previousWasSeparator = true;
+  for (let index = 0; index < length; index++) {
+    const code = topic.charCodeAt(index);
+    if (code >= 0x80) return checkTopic(topic).ok;
+    // Whitespace and control characters (<= space, DEL) and the reserved * > # ?.
+    if (code <= 0x20 || code === 0x7f || code === 0x2a || code === 0x3e || code === 0x23 || code === 0x3f) {
+      return false;
+    }
+    const isSeparator = code === 0x2e || code === 0x2f;
+    if (isSeparator && previousWasSeparator) return false;
+    previousWasSeparator = isSeparator;
+  }
+  // All ASCII: the UTF-8 length is the string's length, checked above.
+  return !previousWasSeparator;
 }
 
 function tooLong(topic: string, bytes: number): TopicCheck {

@@ -8,7 +8,7 @@
 // request id that does not increase) is refused with a code and changes nothing.
 import type { Link } from "../axon/index.ts";
 import type { SubscriptionTable } from "../delivery/index.ts";
-import { checkTopic } from "../partitions/index.ts";
+import { checkTopic, isValidTopic } from "../partitions/index.ts";
 import type { ErrorCode, Frame, Headers, Publish, Subscribe, Unsubscribe } from "../wire/index.ts";
 import type { RouterLimits } from "./config.ts";
 
@@ -28,6 +28,12 @@ export class ClientSession {
   private readonly subscriptions = new Map<number, string>();
   private lastRequestId = 0;
   private ackScheduled = false;
+  /**
+   * The last topic found valid, so a stream of publishes to one topic is checked once. The
+   * decoder hands out the same string for a repeated topic, which makes the comparison a
+   * pointer check; a different string with the same text still compares equal.
+   */
+  private lastValidTopic: string | undefined;
 
   constructor(
     link: Link,
@@ -68,7 +74,7 @@ export class ClientSession {
   }
 
   /** Sends a message to one of this session's subscriptions. */
-  deliver(subscriptionId: number, topic: string, payload: Buffer, headers: Headers): void {
+  deliver(subscriptionId: number, topic: string, payload: Uint8Array, headers: Headers): void {
     if (this.link.closed) return;
     this.link.send({ kind: "Message", subscriptionId, topic, payload, headers });
     this.counters.delivered += 1;
@@ -105,9 +111,16 @@ export class ClientSession {
     this.link.send({ kind: "Refusal", requestId, code, message });
   }
 
+  private refuseTopic(requestId: number, topic: string): void {
+    const check = checkTopic(topic);
+    this.refuse(requestId, "InvalidTopic", check.ok ? `topic ${JSON.stringify(topic)}` : check.error.message);
+  }
+
   private publish(frame: Publish): void {
-    const topic = checkTopic(frame.topic);
-    if (!topic.ok) return this.refuse(frame.requestId, "InvalidTopic", topic.error.message);
+    if (frame.topic !== this.lastValidTopic) {
+      if (!isValidTopic(frame.topic)) return this.refuseTopic(frame.requestId, frame.topic);
+      this.lastValidTopic = frame.topic;
+    }
     if (frame.payload.length > this.limits.payloadMaxBytes) {
       return this.refuse(
         frame.requestId,
@@ -122,8 +135,7 @@ export class ClientSession {
   }
 
   private subscribe(frame: Subscribe): void {
-    const topic = checkTopic(frame.topic);
-    if (!topic.ok) return this.refuse(frame.requestId, "InvalidTopic", topic.error.message);
+    if (!isValidTopic(frame.topic)) return this.refuseTopic(frame.requestId, frame.topic);
     if (this.subscriptions.has(frame.subscriptionId)) {
       return this.refuse(
         frame.requestId,

@@ -12,6 +12,7 @@ import {
   type WireError,
   wireVersion,
 } from "./index.ts";
+import { frameTypes } from "./schema.ts";
 
 // avsc encodes longs up to 2^53 - 2 as numbers (it refuses anything that might lose precision).
 const id = fc.integer({ min: 0, max: 2 ** 53 - 2 });
@@ -269,6 +270,161 @@ describe("decoding bad input gives a typed error and never throws", () => {
         },
       ),
       { numRuns: 3000 },
+    );
+  });
+});
+
+// The per-message frames are encoded and decoded by hand (hot-frames.ts); avsc with the
+// schemas in schema.ts is the reference they must match byte for byte and verdict for verdict.
+describe("hand-written path matches avsc", () => {
+  const hotKinds = ["Publish", "Message", "Ack", "Ping", "Pong"] as const;
+  type HotKind = (typeof hotKinds)[number];
+  const hotFrame = frame.filter((f) => (hotKinds as readonly string[]).includes(f.kind));
+  const unicode = fc.string({ unit: "grapheme", maxLength: 20 });
+
+  /** avsc's encoding of a frame, with the same 6-byte header. */
+  function avscBytes(f: Frame): Buffer {
+    const { number, type } = frameTypes[f.kind];
+    const body = type.toBuffer(f);
+    const header = Buffer.alloc(frameHeaderBytes);
+    header.writeUInt32BE(body.length + 2, 0);
+    header[4] = wireVersion;
+    header[5] = number;
+    return Buffer.concat([header, body]);
+  }
+
+  /** avsc's decoding of a body plus the range checks; undefined where it refuses. */
+  function avscDecode(kind: HotKind, body: Buffer): Record<string, unknown> | undefined {
+    let decoded: { value: unknown; offset: number };
+    try {
+      decoded = frameTypes[kind].type.decode(body, 0);
+    } catch {
+      return undefined;
+    }
+    if (decoded.offset !== body.length) return undefined;
+    const value = decoded.value as Record<string, unknown>;
+    const count = (n: unknown) => Number.isSafeInteger(n) && (n as number) >= 0;
+    for (const field of ["requestId", "subscriptionId", "throughRequestId", "id"]) {
+      if (field in value && !count(value[field])) return undefined;
+    }
+    if ("headers" in value && Object.keys(value.headers as object).length > headersMax) return undefined;
+    return { ...value, kind };
+  }
+
+  it("encodes exactly avsc's bytes", () => {
+    fc.assert(
+      fc.property(hotFrame, (f) => {
+        expect(encodeFrame(f)).toEqual(avscBytes(f));
+      }),
+    );
+    fc.assert(
+      fc.property(
+        fc.oneof(fc.constant("Publish" as const), fc.constant("Message" as const)),
+        fc.integer({ min: 0, max: 2 ** 53 - 2 }),
+        unicode,
+        fc.dictionary(unicode, unicode, { maxKeys: 5 }),
+        (kind, id, topic, headers) => {
+          const f: Frame =
+            kind === "Publish"
+              ? { kind, requestId: id, topic, payload: Buffer.from(topic), headers }
+              : { kind, subscriptionId: id, topic, payload: Buffer.from(topic), headers };
+          expect(encodeFrame(f)).toEqual(avscBytes(f));
+        },
+      ),
+    );
+  });
+
+  it("a decoder reuses a repeated topic's string but never confuses topics of one length", () => {
+    const topics = ["ab", "ac", "ab", "ab", "é", "\u00e9", "ab", "x".repeat(300), "x".repeat(300), "a"];
+    const encoder = new FrameEncoder(1 << 20);
+    for (const [index, topic] of topics.entries()) {
+      encoder.encode({
+        kind: "Message",
+        subscriptionId: index,
+        topic,
+        payload: Buffer.alloc(1),
+        headers: {},
+      });
+    }
+    const { frames, errors } = decodeChunked(encoder.take()!, [5, 1000]);
+    expect(errors).toEqual([]);
+    expect(frames.map((f) => (f.kind === "Message" ? f.topic : ""))).toEqual(topics);
+  });
+
+  it("refuses a long past 2^53 - 2, as avsc does, though 2^53 - 1 is a safe integer", () => {
+    const ack = (id: number) => {
+      const body = Buffer.alloc(10);
+      let zigzag = id * 2;
+      let length = 0;
+      while (zigzag >= 128) {
+        body[length++] = (zigzag % 128) | 0x80;
+        zigzag = Math.floor(zigzag / 128);
+      }
+      body[length++] = zigzag;
+      const bytes = Buffer.concat([
+        Buffer.from([0, 0, 0, length + 2, wireVersion, 7]),
+        body.subarray(0, length),
+      ]);
+      return decodeFrame(bytes);
+    };
+    expect(ack(2 ** 53 - 2)).toMatchObject({
+      ok: true,
+      frame: { kind: "Ack", throughRequestId: 2 ** 53 - 2 },
+    });
+    expect(ack(2 ** 53 - 1)).toMatchObject({ ok: false, error: { tag: "MalformedFrame" } });
+  });
+
+  it("refuses to encode what avsc refuses", () => {
+    const bad: Frame[] = [
+      { kind: "Ack", throughRequestId: 2 ** 53 },
+      { kind: "Ping", id: 1.5 },
+      {
+        kind: "Publish",
+        requestId: 1,
+        topic: "t",
+        payload: Buffer.alloc(1),
+        headers: { a: 1 as unknown as string },
+      },
+      { kind: "Message", subscriptionId: -(2 ** 53), topic: "t", payload: Buffer.alloc(1), headers: {} },
+    ];
+    for (const f of bad) {
+      expect(() => frameTypes[f.kind].type.toBuffer(f)).toThrow();
+      expect(new FrameEncoder(1 << 20).encode(f)).toMatchObject({
+        ok: false,
+        error: { tag: "MalformedFrame" },
+      });
+    }
+  });
+
+  it("decodes any body to the same value or the same refusal", () => {
+    const kindNumbers: Record<HotKind, number> = { Publish: 4, Message: 9, Ack: 7, Ping: 2, Pong: 3 };
+    const check = (kind: HotKind, body: Buffer) => {
+      const bytes = Buffer.concat([Buffer.alloc(frameHeaderBytes), body]);
+      bytes.writeUInt32BE(bytes.length - 4, 0);
+      bytes[4] = wireVersion;
+      bytes[5] = kindNumbers[kind];
+      const ours = decodeFrame(bytes);
+      const reference = avscDecode(kind, body);
+      expect(ours.ok).toBe(reference !== undefined);
+      if (ours.ok) expect(plain(ours.frame)).toEqual(plain(reference));
+    };
+    const kind = fc.constantFrom(...hotKinds);
+    fc.assert(
+      fc.property(kind, fc.uint8Array({ maxLength: 60 }), (k, body) => check(k, Buffer.from(body))),
+      { numRuns: 5000 },
+    );
+    fc.assert(
+      fc.property(
+        hotFrame,
+        fc.array(fc.record({ at: fc.nat(), value: fc.integer({ min: 0, max: 255 }) }), { maxLength: 3 }),
+        fc.nat({ max: 3 }),
+        (f, mutations, cut) => {
+          const body = Buffer.from(encodeFrame(f).subarray(frameHeaderBytes));
+          for (const { at, value } of mutations) if (body.length > 0) body[at % body.length] = value;
+          check(f.kind as HotKind, body.subarray(0, Math.max(0, body.length - cut)));
+        },
+      ),
+      { numRuns: 5000 },
     );
   });
 });

@@ -10,6 +10,7 @@ export {
   frameHeaderBytes,
 } from "./codec.ts";
 export { frameTooLarge, malformed, type WireError } from "./errors.ts";
+export { noHeaders } from "./hot-frames.ts";
 export {
   type Ack,
   type ErrorCode,

@@ -59,7 +59,8 @@ export interface Publish {
   readonly kind: "Publish";
   readonly requestId: number;
   readonly topic: string;
-  readonly payload: Buffer;
+  /** Any bytes to send (the encoder copies them); a decoded frame carries its own Buffer. */
+  readonly payload: Uint8Array;
   readonly headers: Headers;
 }
 export interface Subscribe {
@@ -91,7 +92,8 @@ export interface Message {
   readonly kind: "Message";
   readonly subscriptionId: number;
   readonly topic: string;
-  readonly payload: Buffer;
+  /** Any bytes to send (the encoder copies them); a decoded frame carries its own Buffer. */
+  readonly payload: Uint8Array;
   readonly headers: Headers;
 }
 /** The sender is closing the link, and why. */
