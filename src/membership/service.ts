@@ -13,7 +13,7 @@
 // under an output firewall, EHOSTUNREACH): counted, never thrown.
 import { createSocket, type Socket } from "node:dgram";
 import { isIPv6 } from "node:net";
-import { type Address, formatAddress } from "../axon/index.ts";
+import { type Address, formatAddress, parseAddress } from "../axon/index.ts";
 import { type Clock, type Random, systemClock, systemRandom, type Timer } from "../ports/index.ts";
 import type { MembershipConfig } from "./config.ts";
 import { MembershipCore, type MembershipStats } from "./core.ts";
@@ -62,12 +62,6 @@ export interface MembershipServiceOptions {
 }
 
 const receiveBufferBytes = 4 * 1024 * 1024;
-
-function parseHostPort(text: string): { host: string; port: number } | undefined {
-  const match = /^(?:\[(.+)\]|([^:]+)):(\d+)$/.exec(text);
-  if (match === null) return undefined;
-  return { host: match[1] ?? match[2]!, port: Number(match[3]) };
-}
 
 export class MembershipService {
   readonly core: MembershipCore;
@@ -256,11 +250,12 @@ export class MembershipService {
     if (this.stopped) return;
     const burst = this.sendQueue.splice(0, this.options.sendBurstMax ?? 64);
     for (const { to, bytes } of burst) {
-      const target = parseHostPort(to);
-      if (target === undefined) {
+      const parsed = parseAddress(to);
+      if (!parsed.ok) {
         this.counters.sendFailed += 1;
         continue;
       }
+      const target = parsed.address;
       try {
         this.socket.send(this.options.keyring.seal(bytes), target.port, target.host, (error) => {
           if (error) this.counters.sendFailed += 1;
