@@ -197,7 +197,7 @@ export class MembershipService {
       this.counters.openFailed += 1;
       return;
     }
-    const from = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+    const from = formatAddress({ host, port });
     this.core.receivePacket(from, opened.plaintext, this.clock.nowMs());
     this.drain();
   }
