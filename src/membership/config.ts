@@ -110,6 +110,15 @@ export interface MembershipConfig {
   readonly broadcastQueueMax: number;
   /** Indirect probes this member runs for others at once; past it ping-reqs are dropped. Limit: 1-10,000. */
   readonly indirectProbesPendingMax: number;
+  /**
+   * Lifeguard (Dadgar et al., 2018) on top of SWIM. true (the default): local health stretches
+   * the probe interval and timeout (§IV-A), intermediaries nack, suspicion timeouts start at
+   * suspicionMaxTimeoutMult times the floor and shrink with confirmations (§IV-B), and a ping
+   * to a suspect carries the suspicion (§IV-C). false: plain SWIM, for comparison only: fixed
+   * timers, no nacks, a fixed suspicion timeout of suspicionMult * max(1, log10 N) * probe
+   * interval, no buddy. The simulations measure what it buys (README, membership figures).
+   */
+  readonly lifeguard: boolean;
 }
 
 /** Defaults for one region (a LAN pool): fast timers, low RTT. */
@@ -132,6 +141,7 @@ export const defaultLanConfig: MembershipConfig = Object.freeze({
   pushPullBytesMax: 8 * 1024 * 1024,
   broadcastQueueMax: 4096,
   indirectProbesPendingMax: 64,
+  lifeguard: true,
 });
 
 /**
@@ -155,7 +165,11 @@ export const defaultWanConfig: MembershipConfig = Object.freeze({
 /** Smallest packet budget: the packet header, the largest Alive, and a ping or indirect ping. */
 export const packetBudgetBytesMin = packetHeaderBytes + aliveMessageBytesMax + probeMessageBytesMax;
 
-const integerRanges: readonly (readonly [keyof MembershipConfig, number, number, string])[] = [
+type IntegerField = {
+  [K in keyof MembershipConfig]: MembershipConfig[K] extends number ? K : never;
+}[keyof MembershipConfig];
+
+const integerRanges: readonly (readonly [IntegerField, number, number, string])[] = [
   ["probeIntervalMs", 10, 600_000, "ms"],
   ["probeTimeoutMs", 1, 600_000, "ms"],
   ["indirectChecks", 0, 16, ""],
@@ -188,6 +202,8 @@ export function checkMembershipConfig(config: MembershipConfig): MembershipConfi
       invalid(field, `must be an integer from ${min} to ${max}${suffix}, got ${value}`);
     }
   }
+  if (typeof config.lifeguard !== "boolean")
+    invalid("lifeguard", `must be true or false, got ${config.lifeguard}`);
   if (errors.length === 0 && config.probeTimeoutMs * 2 > config.probeIntervalMs) {
     invalid(
       "probeTimeoutMs",

@@ -54,6 +54,15 @@ export interface MembershipCoreOptions {
   readonly self: MemberInfo;
   readonly random: Random;
   readonly nowMs: number;
+  /**
+   * Alive members this router knows from the start, instead of learning them by joining: for
+   * simulations and benchmarks that start from a converged cluster (at 10,000 members, 10,000
+   * joins would flood the network with re-gossiped tables, and every core would hold its own
+   * decoded copy of every member: gigabytes). Taken as they are (immutable, so cores may share
+   * them), trusted like `self` (no checkMemberInfo per member), reported as "joined" events and
+   * not gossiped: everyone else knows them already. Limit: membersMax - 1.
+   */
+  readonly members?: readonly Member[];
 }
 
 export interface OutboundPacket {
@@ -174,12 +183,14 @@ export class MembershipCore {
     this.config = options.config;
     this.random = options.random;
     this.lastNowMs = options.nowMs;
-    this.health = new LocalHealth(options.config.awarenessMax);
+    // Without Lifeguard the score is pinned at 0 (a maximum of 1): timers are never stretched.
+    this.health = new LocalHealth(options.config.lifeguard ? options.config.awarenessMax : 1);
     this.broadcasts = new BroadcastQueue(options.config.broadcastQueueMax);
     this.view = new MembershipView({
       config: options.config,
       self: options.self,
       nowMs: options.nowMs,
+      members: options.members,
       random: options.random,
       broadcasts: this.broadcasts,
       health: this.health,
@@ -196,7 +207,10 @@ export class MembershipCore {
       firstProbeMs: options.nowMs + this.random.nextInt(options.config.probeIntervalMs),
     });
     this.nextGossipMs = options.nowMs + this.random.nextInt(options.config.gossipIntervalMs);
-    this.nextPushPullMs = options.nowMs + this.random.nextInt(options.config.pushPullIntervalMs);
+    // Over the interval scaled for the members we start with: a core started knowing thousands
+    // of members must not sync in the first (unscaled) interval along with all the others.
+    const pushPullMs = pushPullIntervalScaledMs(options.config.pushPullIntervalMs, this.view.liveCount);
+    this.nextPushPullMs = options.nowMs + this.random.nextInt(pushPullMs);
   }
 
   // ---- queries ----
@@ -437,7 +451,15 @@ export class MembershipCore {
     if (this.view.leaving || nowMs < this.nextPushPullMs) return;
     this.nextPushPullMs =
       nowMs + pushPullIntervalScaledMs(this.config.pushPullIntervalMs, this.view.liveCount);
-    const [peer] = this.view.randomMembers(1, (member) => member.state === "alive");
+    // Dead members are picked as often as alive ones (left ones never: they said goodbye). That
+    // is how a healed split reconnects: each side holds the other dead, and nothing else would
+    // ever reach it again (memberlist leaves this to Serf's reconnect loop). A crashed member's
+    // tombstone costs an exchange that times out, one pick in N, until it is reaped; a split
+    // longer than tombstoneRetentionMs forgets the other side and needs a join through seeds.
+    const [peer] = this.view.randomMembers(
+      1,
+      (member) => member.state === "alive" || member.state === "dead",
+    );
     if (peer !== undefined) this.startPushPull(peer.gossipAddress, false, nowMs);
   }
 
@@ -450,22 +472,23 @@ export class MembershipCore {
 
   /** Our full state as a push-pull payload, live members first, cut to pushPullBytesMax. */
   private encodeState(kind: "Request" | "Reply", join: boolean): Uint8Array {
-    let records: MemberRecord[] = this.view.records();
-    // A record is at most ~1.1 KB; only a big table can outgrow the limit, so only then measure.
-    if (records.length * 1200 + 256 > this.config.pushPullBytesMax) {
-      let bytes = 256;
-      let count = 0;
-      while (count < records.length) {
-        bytes += memberRecordBytes(records[count]!);
-        if (bytes > this.config.pushPullBytesMax) break;
-        count++;
-      }
-      if (count < records.length) {
-        this.counters.pushPullsTruncated++;
-        records = records.slice(0, count);
-      }
+    const records: MemberRecord[] = this.view.records();
+    const encode = (members: MemberRecord[]) =>
+      encodePushPull({ kind, senderId: this.selfId, join, members }, this.config.membersMax);
+    // A record is at most ~1.1 KB but typically ~50 bytes: try the whole table first, and only
+    // if it is over the limit measure record by record (encoding each twice costs at 10,000).
+    if (records.length * 1200 + 256 <= this.config.pushPullBytesMax) return encode(records);
+    const whole = encode(records);
+    if (whole.length <= this.config.pushPullBytesMax) return whole;
+    let bytes = 256;
+    let count = 0;
+    while (count < records.length) {
+      bytes += memberRecordBytes(records[count]!);
+      if (bytes > this.config.pushPullBytesMax) break;
+      count++;
     }
-    return encodePushPull({ kind, senderId: this.selfId, join, members: records }, this.config.membersMax);
+    this.counters.pushPullsTruncated++;
+    return encode(records.slice(0, count));
   }
 
   // ---- output ----

@@ -130,7 +130,7 @@ export class Prober {
     const sequence = ++this.sequence;
     const ping: Ping = { kind: "Ping", sequence, senderId: this.selfId, targetId: target.id };
     const messages = [encodeMessage(ping)];
-    if (target.state === "suspect") {
+    if (target.state === "suspect" && this.config.lifeguard) {
       // Lifeguard §IV-C (buddy system): tell the suspect first, so it can refute at once.
       messages.push(
         encodeMessage({
@@ -176,7 +176,7 @@ export class Prober {
       senderId: this.selfId,
       targetId: probe.targetId,
       targetAddress: probe.targetAddress,
-      wantNack: true,
+      wantNack: this.config.lifeguard,
     };
     const encoded = encodeMessage(request);
     for (const peer of peers) this.send(peer.gossipAddress, [encoded]);

@@ -22,8 +22,8 @@
 // (addressConflict), we do not fight over it. While leaving, nothing about us is refuted.
 // Every accepted change is re-gossiped (broadcast queue) and reported as a ViewEvent.
 //
-// Invariants: `probeOrder` is a permutation of the ids in `entries` (self excluded); `suspects`
-// holds exactly the ids in state suspect; `liveCount` counts alive and suspect members,
+// Invariants: `probeOrder` is a permutation of the ids in `entries` (self excluded);
+// `suspicions` holds a timer for exactly the ids in state suspect; `liveCount` counts alive and suspect members,
 // ourselves included. Dead and left members stay as tombstones for `tombstoneRetentionMs`
 // and are reaped when a probe round wraps (SWIM §4.3), or when the table is full.
 import type { Random } from "../ports/index.ts";
@@ -48,17 +48,13 @@ export interface ViewOptions {
   readonly config: MembershipConfig;
   readonly self: MemberInfo;
   readonly nowMs: number;
+  /** Alive members known from the start (MembershipCoreOptions.members). */
+  readonly members?: readonly Member[] | undefined;
   readonly random: Random;
   readonly broadcasts: BroadcastQueue;
   readonly health: LocalHealth;
   /** Counts a dropped message. */
   readonly drop: (reason: DropReason) => void;
-}
-
-interface Entry {
-  member: Member;
-  /** Set exactly while member.state is "suspect". */
-  suspicion: Suspicion | undefined;
 }
 
 /** Up to this many members, random choices scan every member; past it they sample. */
@@ -70,8 +66,10 @@ export class MembershipView {
   readonly selfId: MemberId;
   private selfMember: Member;
   private leavingFlag = false;
-  private readonly entries = new Map<MemberId, Entry>();
-  private readonly suspects = new Set<MemberId>();
+  /** Every member but ourselves, tombstones included. One Member per id, shared with events. */
+  private readonly entries = new Map<MemberId, Member>();
+  /** A timer for each suspect. Invariant: its keys are exactly the ids in state suspect. */
+  private readonly suspicions = new Map<MemberId, Suspicion>();
   private probeOrder: MemberId[] = [];
   private probeIndex = 0;
   private liveCountValue = 1;
@@ -103,7 +101,32 @@ export class MembershipView {
       stateChangedMs: options.nowMs,
     });
     this.emit("joined", this.selfMember);
+    for (const member of options.members ?? []) this.adopt(member);
     this.broadcastSelf();
+  }
+
+  /**
+   * Takes `member` into the table as it is (Member objects are immutable, so several cores may
+   * share one), announced as joined but not gossiped. Only for a core starting from a known view.
+   */
+  private adopt(member: Member): void {
+    assert(
+      member.state === "alive" && Object.isFrozen(member),
+      `members given at start must be frozen and alive: ${member.id} is ${member.state}`,
+    );
+    assert(
+      member.id !== this.selfId && member.gossipAddress !== this.selfMember.gossipAddress,
+      `members given at start must not include this member (${member.id})`,
+    );
+    assert(!this.entries.has(member.id), `member ${member.id} given twice`);
+    assert(
+      this.tableSize < this.config.membersMax,
+      `more than membersMax (${this.config.membersMax}) members`,
+    );
+    this.entries.set(member.id, member);
+    this.insertInProbeOrder(member.id);
+    this.liveCountValue++;
+    this.emit("joined", member);
   }
 
   get self(): Member {
@@ -125,13 +148,13 @@ export class MembershipView {
   }
 
   member(id: string): Member | undefined {
-    return id === this.selfId ? this.selfMember : this.entries.get(id as MemberId)?.member;
+    return id === this.selfId ? this.selfMember : this.entries.get(id as MemberId);
   }
 
   /** Every member we know, ourselves first. */
   members(): Member[] {
     const out: Member[] = [this.selfMember];
-    for (const entry of this.entries.values()) out.push(entry.member);
+    for (const member of this.entries.values()) out.push(member);
     return out;
   }
 
@@ -196,8 +219,8 @@ export class MembershipView {
     if (info.id === this.selfId) return this.aliveAboutSelf(message);
     // Another id at our own gossip address: a misconfiguration or an impostor, never us.
     if (info.gossipAddress === this.selfMember.gossipAddress) return this.drop("addressConflict");
-    const entry = this.entries.get(info.id);
-    if (entry === undefined) {
+    const known = this.entries.get(info.id);
+    if (known === undefined) {
       if (!this.makeRoom(nowMs)) return this.drop("membersFull");
       const member: Member = Object.freeze({
         ...infoOf(info),
@@ -205,14 +228,13 @@ export class MembershipView {
         incarnation: message.incarnation,
         stateChangedMs: nowMs,
       });
-      this.entries.set(info.id, { member, suspicion: undefined });
+      this.entries.set(info.id, member);
       this.insertInProbeOrder(info.id);
       this.liveCountValue++;
       this.emit("joined", member);
       this.broadcast(message);
       return;
     }
-    const known = entry.member;
     const reclaim = known.gossipAddress !== info.gossipAddress;
     if (reclaim && isLive(known.state)) return this.drop("addressConflict");
     if (!reclaim) {
@@ -236,7 +258,7 @@ export class MembershipView {
       if (known.state === "suspect") kinds.push("alive");
       if (changed) kinds.push("updated");
     }
-    this.replace(entry, next, kinds);
+    this.replace(known, next, kinds);
     this.broadcast(message);
   }
 
@@ -256,30 +278,32 @@ export class MembershipView {
       if (!this.leavingFlag && incarnation >= this.selfMember.incarnation) this.refute(incarnation);
       return;
     }
-    const entry = this.entries.get(id);
-    if (entry === undefined || incarnation < entry.member.incarnation) return;
-    if (entry.suspicion !== undefined) {
+    const member = this.entries.get(id);
+    if (member === undefined || incarnation < member.incarnation) return;
+    const suspicion = this.suspicions.get(id);
+    if (suspicion !== undefined) {
       // Lifeguard §IV-B: an independent confirmation shrinks the timer; pass it on.
-      if (entry.suspicion.confirm(fromId))
-        this.broadcast({ kind: "Suspect", incarnation, memberId: id, fromId });
+      if (suspicion.confirm(fromId)) this.broadcast({ kind: "Suspect", incarnation, memberId: id, fromId });
       return;
     }
-    if (entry.member.state !== "alive") return;
+    if (member.state !== "alive") return;
     const n = this.liveCountValue;
     const minMs = suspicionTimeoutMs(this.config.suspicionMult, n, this.config.probeIntervalMs);
-    entry.suspicion = new Suspicion({
-      fromId,
-      startedMs: nowMs,
-      k: confirmationsWanted(this.config.suspicionMult, n),
-      minMs,
-      maxMs: this.config.suspicionMaxTimeoutMult * minMs,
-    });
-    this.suspects.add(id);
-    this.replace(
-      entry,
-      Object.freeze({ ...entry.member, state: "suspect", incarnation, stateChangedMs: nowMs }),
-      ["suspect"],
+    // Plain SWIM (lifeguard off): a fixed timeout at the floor, which confirmations cannot move.
+    const lifeguard = this.config.lifeguard;
+    this.suspicions.set(
+      id,
+      new Suspicion({
+        fromId,
+        startedMs: nowMs,
+        k: lifeguard ? confirmationsWanted(this.config.suspicionMult, n) : 0,
+        minMs,
+        maxMs: lifeguard ? this.config.suspicionMaxTimeoutMult * minMs : minMs,
+      }),
     );
+    this.replace(member, Object.freeze({ ...member, state: "suspect", incarnation, stateChangedMs: nowMs }), [
+      "suspect",
+    ]);
     this.broadcast({ kind: "Suspect", incarnation, memberId: id, fromId });
   }
 
@@ -289,13 +313,11 @@ export class MembershipView {
       if (!this.leavingFlag && incarnation >= this.selfMember.incarnation) this.refute(incarnation);
       return;
     }
-    const entry = this.entries.get(id);
-    if (entry === undefined || incarnation < entry.member.incarnation || !isLive(entry.member.state)) return;
-    this.replace(
-      entry,
-      Object.freeze({ ...entry.member, state: "dead", incarnation, stateChangedMs: nowMs }),
-      ["dead"],
-    );
+    const member = this.entries.get(id);
+    if (member === undefined || incarnation < member.incarnation || !isLive(member.state)) return;
+    this.replace(member, Object.freeze({ ...member, state: "dead", incarnation, stateChangedMs: nowMs }), [
+      "dead",
+    ]);
     this.broadcast({ kind: "Dead", incarnation, memberId: id, fromId });
   }
 
@@ -307,18 +329,12 @@ export class MembershipView {
         this.refute(message.incarnation);
       return;
     }
-    const entry = this.entries.get(id);
-    if (
-      entry === undefined ||
-      message.incarnation < entry.member.incarnation ||
-      entry.member.state === "left"
-    ) {
-      return;
-    }
+    const member = this.entries.get(id);
+    if (member === undefined || message.incarnation < member.incarnation || member.state === "left") return;
     this.replace(
-      entry,
+      member,
       Object.freeze({
-        ...entry.member,
+        ...member,
         state: "left",
         incarnation: message.incarnation,
         stateChangedMs: nowMs,
@@ -377,29 +393,27 @@ export class MembershipView {
 
   /** Declares dead every suspect whose suspicion timer ran out. */
   expireSuspicions(nowMs: number): void {
-    if (this.suspects.size === 0) return;
-    const expired: Entry[] = [];
-    for (const id of this.suspects) {
-      const entry = this.entries.get(id)!;
-      if (entry.suspicion!.deadlineMs() <= nowMs) expired.push(entry);
+    if (this.suspicions.size === 0) return;
+    const expired: Member[] = [];
+    for (const [id, suspicion] of this.suspicions) {
+      if (suspicion.deadlineMs() <= nowMs) expired.push(this.entries.get(id)!);
     }
-    for (const entry of expired) {
+    for (const member of expired) {
       this.deathsDeclared++;
-      this.declareDead(entry.member.id, entry.member.incarnation, this.selfId, nowMs);
+      this.declareDead(member.id, member.incarnation, this.selfId, nowMs);
     }
   }
 
   /** The earliest suspicion deadline, or Infinity. */
   nextSuspicionDeadlineMs(): number {
     let earliest = Number.POSITIVE_INFINITY;
-    for (const id of this.suspects)
-      earliest = Math.min(earliest, this.entries.get(id)!.suspicion!.deadlineMs());
+    for (const suspicion of this.suspicions.values()) earliest = Math.min(earliest, suspicion.deadlineMs());
     return earliest;
   }
 
   /** The suspicion timer of `id`, if it is suspect (for tests and status pages). */
   suspicionOf(id: string): Suspicion | undefined {
-    return this.entries.get(id as MemberId)?.suspicion;
+    return this.suspicions.get(id as MemberId);
   }
 
   /**
@@ -413,8 +427,8 @@ export class MembershipView {
         this.probeIndex = 0;
         if (this.probeOrder.length === 0) return undefined;
       }
-      const entry = this.entries.get(this.probeOrder[this.probeIndex++]!)!;
-      if (isLive(entry.member.state)) return entry.member;
+      const member = this.entries.get(this.probeOrder[this.probeIndex++]!)!;
+      if (isLive(member.state)) return member;
     }
     return undefined;
   }
@@ -425,7 +439,7 @@ export class MembershipView {
     const chosen: Member[] = [];
     if (k <= 0 || order.length === 0) return chosen;
     if (order.length <= exactChoiceMax) {
-      const candidates = order.map((id) => this.entries.get(id)!.member).filter(accept);
+      const candidates = order.map((id) => this.entries.get(id)!).filter(accept);
       for (let index = 0; index < candidates.length && chosen.length < k; index++) {
         const pick = index + this.random.nextInt(candidates.length - index);
         [candidates[index], candidates[pick]] = [candidates[pick]!, candidates[index]!];
@@ -439,21 +453,18 @@ export class MembershipView {
       const id = order[this.random.nextInt(order.length)]!;
       if (seen.has(id)) continue;
       seen.add(id);
-      const member = this.entries.get(id)!.member;
+      const member = this.entries.get(id)!;
       if (accept(member)) chosen.push(member);
     }
     return chosen;
   }
 
-  private replace(entry: Entry, next: Member, kinds: readonly ViewEventKind[]): void {
-    const before = entry.member;
+  /** Replaces `before` (the member in the table) with `next`, keeping the invariants. */
+  private replace(before: Member, next: Member, kinds: readonly ViewEventKind[]): void {
     if (isLive(before.state) && !isLive(next.state)) this.liveCountValue--;
     if (!isLive(before.state) && isLive(next.state)) this.liveCountValue++;
-    if (next.state !== "suspect" && entry.suspicion !== undefined) {
-      entry.suspicion = undefined;
-      this.suspects.delete(next.id);
-    }
-    entry.member = next;
+    if (next.state !== "suspect") this.suspicions.delete(next.id);
+    this.entries.set(next.id, next);
     for (const kind of kinds) this.emit(kind, next);
   }
 
@@ -467,8 +478,7 @@ export class MembershipView {
 
   /** Removes tombstones older than the retention, then reshuffles the probe order. */
   private reap(nowMs: number): void {
-    for (const [id, entry] of this.entries) {
-      const { state, stateChangedMs } = entry.member;
+    for (const [id, { state, stateChangedMs }] of this.entries) {
       if (!isLive(state) && nowMs - stateChangedMs >= this.config.tombstoneRetentionMs)
         this.entries.delete(id);
     }

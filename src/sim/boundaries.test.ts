@@ -1,7 +1,9 @@
 // Boundaries of src/sim (DESIGN.md): production code never imports it; only src/sim itself,
-// harness/, bench/ and tests may. And src/sim itself touches no real time or ambient
-// randomness (STYLE.md), or a seed would stop replaying. Both checks scan the source tree;
-// the scanners are tested on small examples first, so the checks cannot pass vacuously.
+// harness/, bench/, tests and simulation support files (`*.sim.ts`, e.g. a subsystem's
+// simulated cluster beside its core) may. Production code imports no `*.sim.ts` file either,
+// so the boundary holds through them. And src/sim and `*.sim.ts` files touch no real time or
+// ambient randomness (STYLE.md), or a seed would stop replaying. The checks scan the source
+// tree; the scanners are tested on small examples first, so the checks cannot pass vacuously.
 import { readdirSync, readFileSync } from "node:fs";
 import { dirname, join, relative, resolve, sep } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -38,7 +40,10 @@ function pointsInto(file: string, specifier: string, folder: string): boolean {
   return target === folder || target.startsWith(folder + sep);
 }
 
-/** Whether `file` may import src/sim: it is in src/sim, harness/, bench/, test/ or a test. */
+/** Simulation support beside a core: `simulation.sim.ts`. */
+const simSupport = /\.sim\.[cm]?[jt]s$/;
+
+/** Whether `file` may import src/sim: it is in src/sim, harness/, bench/, test/, a test or simulation support. */
 function mayImportSim(file: string): boolean {
   const path = relative(root, file).split(sep).join("/");
   return (
@@ -46,8 +51,14 @@ function mayImportSim(file: string): boolean {
     path.startsWith("harness/") ||
     path.startsWith("bench/") ||
     path.startsWith("test/") ||
-    /\.test\.[cm]?[jt]s$/.test(path)
+    /\.test\.[cm]?[jt]s$/.test(path) ||
+    simSupport.test(path)
   );
+}
+
+/** Whether `specifier`, imported by `file`, is a simulation support file. */
+function pointsAtSimSupport(specifier: string): boolean {
+  return specifier.startsWith(".") && simSupport.test(specifier);
 }
 
 /** Calls that read real time, real timers or ambient randomness. */
@@ -77,9 +88,13 @@ describe("the scanners", () => {
     expect(pointsInto(join(root, "src", "simulator", "a.ts"), "./b.ts", simFolder)).toBe(false);
   });
 
-  it("allow only src/sim, harness/, bench/, test/ and test files", () => {
+  it("allow only src/sim, harness/, bench/, test/, test files and *.sim.ts files", () => {
     expect(mayImportSim(join(root, "src", "router", "router.ts"))).toBe(false);
     expect(mayImportSim(join(root, "client", "index.ts"))).toBe(false);
+    expect(mayImportSim(join(root, "src", "membership", "simulation.ts"))).toBe(false);
+    expect(mayImportSim(join(root, "src", "membership", "simulation.sim.ts"))).toBe(true);
+    expect(pointsAtSimSupport("./simulation.sim.ts")).toBe(true);
+    expect(pointsAtSimSupport("../membership/simulation.ts")).toBe(false);
     expect(mayImportSim(join(root, "src", "router", "router.test.ts"))).toBe(true);
     expect(mayImportSim(join(root, "src", "sim", "network.ts"))).toBe(true);
     expect(mayImportSim(join(root, "harness", "drill.ts"))).toBe(true);
@@ -96,20 +111,21 @@ describe("the scanners", () => {
 });
 
 describe("src/sim boundaries", () => {
-  it("no production file imports src/sim", () => {
+  it("no production file imports src/sim, or a *.sim.ts file", () => {
     const offenders: string[] = [];
     for (const file of sourceFiles(root)) {
       if (mayImportSim(file)) continue;
       for (const specifier of specifiersOf(readFileSync(file, "utf8"))) {
-        if (pointsInto(file, specifier, simFolder))
+        if (pointsInto(file, specifier, simFolder) || pointsAtSimSupport(specifier))
           offenders.push(`${relative(root, file)} imports ${specifier}`);
       }
     }
     expect(offenders).toEqual([]);
   });
 
-  it("src/sim (tests aside) uses no real timer, real clock or Math.random", () => {
-    const files = sourceFiles(simFolder).filter((file) => !/\.test\.ts$/.test(file));
+  it("src/sim (tests aside) and *.sim.ts files use no real timer, real clock or Math.random", () => {
+    const support = sourceFiles(root).filter((file) => simSupport.test(file));
+    const files = [...sourceFiles(simFolder).filter((file) => !/\.test\.ts$/.test(file)), ...support];
     expect(files.length).toBeGreaterThan(5);
     const offenders = files.flatMap((file) =>
       ambientUses(readFileSync(file, "utf8")).map((line) => `${relative(root, file)}: ${line.trim()}`),
