@@ -175,7 +175,7 @@ export class MembershipService {
     this.drain();
     const deadline = this.clock.nowMs() + timeoutMs;
     while (!this.core.leaveComplete() && this.clock.nowMs() < deadline) {
-      await new Promise((resolve) => setTimeout(resolve, 10));
+      await new Promise<void>((resolve) => this.clock.schedule(10, resolve));
     }
     await this.stop();
   }

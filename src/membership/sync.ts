@@ -12,6 +12,7 @@ import {
   type Transport,
   tlsTransport,
 } from "../axon/index.ts";
+import { type Clock, systemClock } from "../ports/index.ts";
 import { frameHeaderBytes, type Hello } from "../wire/index.ts";
 import type { SyncChannel, SyncServer } from "./service.ts";
 
@@ -22,6 +23,8 @@ export interface SyncOptions {
   /** Largest push-pull payload either way (MembershipConfig.pushPullBytesMax). */
   readonly payloadMaxBytes: number;
   readonly transport?: Transport;
+  /** Times each exchange out; default the system clock. */
+  readonly clock?: Clock;
   readonly agent: string;
   /** A request that could not be served, for the log. */
   readonly onRefused?: (from: string, reason: string) => void;
@@ -32,6 +35,7 @@ const asBuffer = (bytes: Uint8Array): Buffer =>
 
 export async function listenSync(options: SyncOptions): Promise<SyncChannel> {
   const transport = options.transport ?? tlsTransport();
+  const clock = options.clock ?? systemClock;
   const hello: Hello = {
     kind: "Hello",
     agent: options.agent,
@@ -84,16 +88,15 @@ export async function listenSync(options: SyncOptions): Promise<SyncChannel> {
       });
       open.add(link);
       return new Promise<Uint8Array>((resolve, reject) => {
-        const timer = setTimeout(
-          () => finish(new Error(`push-pull with ${to} took over ${timeoutMs} ms`)),
-          timeoutMs,
+        const timer = clock.schedule(timeoutMs, () =>
+          finish(new Error(`push-pull with ${to} took over ${timeoutMs} ms`)),
         );
         let settled = false;
         const finish = (outcome: Uint8Array | Error) => {
           // Closing the link calls `closed` again, synchronously: settle only once.
           if (settled) return;
           settled = true;
-          clearTimeout(timer);
+          timer.cancel();
           open.delete(link);
           if (outcome instanceof Error) reject(outcome);
           else resolve(outcome);
