@@ -118,6 +118,8 @@ interface SubscriptionState {
   readonly topic: string;
   readonly handler: MessageHandler;
   active: boolean;
+  /** The router acknowledged it once: re-register it after a reconnect (else its first Subscribe is still pending). */
+  registered: boolean;
 }
 
 function topicProblem(topic: string): string {
@@ -250,11 +252,18 @@ export class Client {
     if (!isValidTopic(topic)) throw new NeuronError("InvalidTopic", topicProblem(topic));
     if (typeof handler !== "function")
       throw new NeuronError("InvalidArgument", "subscribe needs a handler function");
-    const state: SubscriptionState = { id: this.nextSubscriptionId++, topic, handler, active: true };
+    const state: SubscriptionState = {
+      id: this.nextSubscriptionId++,
+      topic,
+      handler,
+      active: true,
+      registered: false,
+    };
     this.subscriptions.set(state.id, state);
     const frame = { kind: "Subscribe", requestId: 0, subscriptionId: state.id, topic } as const;
     try {
       await this.whenRoom(0, false, () => this.request(frame, 0));
+      state.registered = true;
     } catch (error) {
       state.active = false;
       this.subscriptions.delete(state.id);
@@ -295,7 +304,12 @@ export class Client {
     if (this.state === "closed") {
       return Promise.reject(new NeuronError("Closed", `client is closed: ${this.closeReason}`));
     }
-    if (this.fits(bytes) && (woken || this.waiting.length === 0)) return send();
+    if (this.fits(bytes) && (woken || this.waiting.length === 0)) {
+      const sent = send();
+      // Room freed by one big settle may fit several waiters: pass the turn on.
+      if (woken) this.wakeWaiting();
+      return sent;
+    }
     if (this.options.whenFull === "reject") {
       const message = `${this.pending.size} requests (${this.pendingBytes} bytes) are waiting for the router`;
       return Promise.reject(new NeuronError("BufferFull", message));
@@ -493,7 +507,7 @@ export class Client {
     for (const request of this.pending.list())
       if (request.frame !== undefined) this.sendRequest(link, request);
     for (const subscription of this.subscriptions.values()) {
-      if (subscription.active) {
+      if (subscription.active && subscription.registered) {
         void this.request(
           { kind: "Subscribe", requestId: 0, subscriptionId: subscription.id, topic: subscription.topic },
           0,

@@ -34,6 +34,7 @@ async function start(id: string, host: string, credentials: Credentials): Promis
         credentials,
         serve,
         payloadMaxBytes: defaultLanConfig.pushPullBytesMax + 64,
+        exchangeTimeoutMs: defaultLanConfig.pushPullTimeoutMs,
         agent: id,
       }),
     onEvent: () => {},

@@ -235,8 +235,12 @@ export class MembershipService {
     for (const request of output.pushPulls) this.startSync(request.to, request.bytes);
     for (const event of output.events) this.options.onEvent(event);
     this.timer?.cancel();
-    const delayMs = Math.max(0, this.core.nextDeadlineMs() - this.clock.nowMs());
-    this.timer = this.clock.schedule(delayMs, this.tick);
+    this.timer = undefined;
+    // Infinity: nothing scheduled (e.g. after leaving); the next input re-arms the timer.
+    const deadlineMs = this.core.nextDeadlineMs();
+    if (Number.isFinite(deadlineMs)) {
+      this.timer = this.clock.schedule(Math.max(0, deadlineMs - this.clock.nowMs()), this.tick);
+    }
   }
 
   private readonly tick = () => {

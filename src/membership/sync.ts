@@ -20,6 +20,8 @@ export interface SyncOptions {
   readonly bound: Address;
   readonly credentials: Credentials;
   readonly serve: SyncServer;
+  /** How long an accepted connection may take to send its one request, in ms (pushPullTimeoutMs). */
+  readonly exchangeTimeoutMs: number;
   /** Largest push-pull payload either way (MembershipConfig.pushPullBytesMax). */
   readonly payloadMaxBytes: number;
   readonly transport?: Transport;
@@ -50,6 +52,11 @@ export async function listenSync(options: SyncOptions): Promise<SyncChannel> {
     acceptRoles: ["router"],
     accept: (link) => {
       open.add(link);
+      // One exchange per connection, within the push-pull deadline: a silent or crashed
+      // dialer cannot hold a socket.
+      const deadline = clock.schedule(options.exchangeTimeoutMs, () =>
+        link.close("ProtocolViolation", `no push-pull within ${options.exchangeTimeoutMs} ms`),
+      );
       link.start({
         frame: (frame) => {
           if (frame.kind !== "Sync") {
@@ -57,9 +64,9 @@ export async function listenSync(options: SyncOptions): Promise<SyncChannel> {
             return;
           }
           const answer = options.serve(link.remoteAddress, frame.payload);
-          if (answer.ok)
+          if (answer.ok) {
             link.send({ kind: "SyncReply", requestId: frame.requestId, payload: asBuffer(answer.reply) });
-          else {
+          } else {
             options.onRefused?.(link.remoteAddress, answer.reason);
             link.send({
               kind: "Refusal",
@@ -68,8 +75,12 @@ export async function listenSync(options: SyncOptions): Promise<SyncChannel> {
               message: answer.reason,
             });
           }
+          link.close("ShuttingDown", "push-pull answered");
         },
-        closed: () => open.delete(link),
+        closed: () => {
+          deadline.cancel();
+          open.delete(link);
+        },
       });
     },
     refused: (event) => options.onRefused?.(event.remoteAddress, event.reason),

@@ -169,6 +169,7 @@ export class Router {
             credentials: this.config.credentials,
             serve,
             payloadMaxBytes: membershipConfig.pushPullBytesMax + sealOverheadBytes,
+            exchangeTimeoutMs: membershipConfig.pushPullTimeoutMs,
             agent: `neuron-router/${routerVersion} ${this.config.id}`,
             onRefused: (from, reason) => this.log.warn("refused push-pull", { from, reason }),
           }),
@@ -264,9 +265,14 @@ export class Router {
   }
 
   private async shutdown(graceMs: number): Promise<void> {
-    // Leave the cluster first, so the others see "left", not "dead".
-    await this.membership?.leave(Math.min(graceMs, 1000));
-    await this.statusServer?.close();
+    // Leave the cluster first, so the others see "left", not "dead". A failure here must not
+    // keep clients from their Goodbye or the lock from being released.
+    try {
+      await this.membership?.leave(Math.min(graceMs, 1000));
+      await this.statusServer?.close();
+    } catch (error) {
+      this.log.error("membership or status server did not stop cleanly", { error: (error as Error).message });
+    }
     // Stop accepting (a QUIC listener's close resolves only once its links have ended: they
     // share its socket), then say Goodbye to every client, then give it all `graceMs`.
     const listenersClosed = Promise.all(this.listeners.map((listener) => listener.close()));

@@ -76,7 +76,15 @@ export class ClientSession {
   /** Sends a message to one of this session's subscriptions. */
   deliver(subscriptionId: number, topic: string, payload: Uint8Array, headers: Headers): void {
     if (this.link.closed) return;
-    this.link.send({ kind: "Message", subscriptionId, topic, payload, headers });
+    const sent = this.link.send({ kind: "Message", subscriptionId, topic, payload, headers });
+    if (!sent.ok) {
+      // Bigger than the frames this client said it accepts: it cannot get this stream.
+      this.link.close(
+        "FrameTooLarge",
+        `a message on ${topic} does not fit this client's frames: ${sent.error.message}`,
+      );
+      return;
+    }
     this.counters.delivered += 1;
     if (this.link.bufferedBytes > this.limits.slowConsumerBytes) {
       this.counters.slowConsumers += 1;
