@@ -1,7 +1,7 @@
 // Membership experiments on MembershipSimulation, shared by simulation.test.ts (CI sizes, many
 // seeds, assertions) and bench/membership.ts (100 / 1,000 / 10,000 members, figures). Each
 // experiment is one seeded run that returns raw samples; callers pool them over seeds and take
-// quantiles (quantile() in simulation.sim.ts).
+// quantiles (quantile() in event-log.sim.ts).
 //
 // Definitions (what the figures mean):
 // - detection: a member crashes at t0; the sample is the time until every member still up has
@@ -12,8 +12,8 @@
 //   member declared dead ("dead" event about it) during the fault window or after it, until
 //   the longest suspicion timer started in the window has run out.
 // Invariants: experiments draw their own choices (who crashes, who stalls) from a fork of the
-// seed, so a run replays from (seed, options). Traps: all time is virtual; `wallMs` is the
-// only real-time figure, measured by the caller around the run.
+// seed, so a run replays from (seed, options). Trap: every figure is virtual time; a caller
+// that wants wall time measures it around the call.
 import { SeededRandom, type SimNetworkConfig } from "../sim/index.ts";
 import { defaultLanConfig, type MembershipConfig } from "./config.ts";
 import { MembershipSimulation } from "./simulation.sim.ts";
@@ -60,37 +60,30 @@ export interface DetectionResult {
   readonly falseDeaths: number;
 }
 
-/**
- * Crashes `crashes` random members `spacingMs` apart (default 4, 1000 ms) and waits at most
- * `limitMs` (default 60 s) for every member up to mark each one dead.
- */
-export function measureDetection(
-  options: ExperimentBase & {
-    readonly crashes?: number;
-    readonly spacingMs?: number;
-    readonly limitMs?: number;
-  },
-): DetectionResult {
-  const sim = simulate(options, ["dead", "suspect"]);
-  const random = new SeededRandom(options.seed).fork("detection");
-  sim.run(options.warmupMs ?? 3000);
+interface Schedule {
+  readonly count: number;
+  readonly spacingMs: number;
+  readonly limitMs: number;
+}
+
+/** Crashes `count` random members `spacingMs` apart, then waits for every member up to mark each dead. */
+function crashAndWatch(sim: MembershipSimulation, random: SeededRandom, schedule: Schedule): DetectionResult {
   const startMs = sim.nowMs;
-  const victims = pick(random, options.members, options.crashes ?? 4);
+  const victims = pick(random, sim.members.length, schedule.count);
+  const ids = victims.map((victim) => sim.members[victim]!.id);
   const crashedAt: number[] = [];
   for (const victim of victims) {
     sim.crash(victim);
     crashedAt.push(sim.nowMs);
-    sim.run(options.spacingMs ?? 1000);
+    sim.run(schedule.spacingMs);
   }
-  const up = () => sim.upIndices();
-  const ids = victims.map((victim) => sim.members[victim]!.id);
-  const everyoneSaw = () =>
-    ids.every((id, k) => sim.log.allSawAt(id, "dead", up(), crashedAt[k]!) !== undefined);
-  sim.runUntil(everyoneSaw, options.limitMs ?? 60_000, 250);
-  const observers = up();
+  const seenAt = (k: number, observers: readonly number[]) =>
+    sim.log.allSawAt(ids[k]!, "dead", observers, crashedAt[k]!);
+  sim.runUntil(() => ids.every((_, k) => seenAt(k, sim.upIndices()) !== undefined), schedule.limitMs, 250);
+  const observers = sim.upIndices();
   return {
-    detectMs: ids.map((id, k) => {
-      const atMs = sim.log.allSawAt(id, "dead", observers, crashedAt[k]!);
+    detectMs: ids.map((_, k) => {
+      const atMs = seenAt(k, observers);
       return atMs === undefined ? undefined : atMs - crashedAt[k]!;
     }),
     firstSuspectMs: ids.map((id, k) => {
@@ -103,6 +96,64 @@ export function measureDetection(
   };
 }
 
+/**
+ * Adds `count` members `spacingMs` apart, each joining through one random member up; returns,
+ * for each, the ms until every member up that was there before had it as joined (a later
+ * joiner learns it from its own join's push-pull), or undefined if not within the limit.
+ */
+function joinAndWatch(
+  sim: MembershipSimulation,
+  random: SeededRandom,
+  schedule: Schedule,
+): (number | undefined)[] {
+  const joiners: number[] = [];
+  const joinedAt: number[] = [];
+  for (let k = 0; k < schedule.count; k++) {
+    const up = sim.upIndices();
+    const seed = up[random.nextInt(up.length)]!;
+    const joiner = sim.add();
+    joiners.push(joiner);
+    joinedAt.push(sim.nowMs);
+    sim.join(joiner, [seed]);
+    sim.run(schedule.spacingMs);
+  }
+  const reachedAt = (k: number) =>
+    sim.log.allSawAt(
+      sim.members[joiners[k]!]!.id,
+      "joined",
+      sim.upIndices().filter((index) => index < joiners[k]!),
+      joinedAt[k]!,
+    );
+  sim.runUntil(() => joiners.every((_, k) => reachedAt(k) !== undefined), schedule.limitMs, 100);
+  return joiners.map((_, k) => {
+    const atMs = reachedAt(k);
+    return atMs === undefined ? undefined : atMs - joinedAt[k]!;
+  });
+}
+
+type ScheduleOptions = { readonly spacingMs?: number; readonly limitMs?: number };
+const scheduleOf = (count: number | undefined, options: ScheduleOptions): Schedule => ({
+  count: count ?? 4,
+  spacingMs: options.spacingMs ?? 1000,
+  limitMs: options.limitMs ?? 60_000,
+});
+
+/**
+ * Crashes `crashes` random members `spacingMs` apart (default 4, 1000 ms) and waits at most
+ * `limitMs` (default 60 s) for every member up to mark each one dead.
+ */
+export function measureDetection(
+  options: ExperimentBase & ScheduleOptions & { readonly crashes?: number },
+): DetectionResult {
+  const sim = simulate(options, ["dead", "suspect"]);
+  sim.run(options.warmupMs ?? 3000);
+  return crashAndWatch(
+    sim,
+    new SeededRandom(options.seed).fork("detection"),
+    scheduleOf(options.crashes, options),
+  );
+}
+
 export interface JoinResult {
   /** ms from each join until every member up that was there before had it as joined; undefined if not in time. */
   readonly disseminateMs: readonly (number | undefined)[];
@@ -110,35 +161,16 @@ export interface JoinResult {
 
 /** Adds `joins` members (default 4) `spacingMs` apart (default 1000), each through one random member. */
 export function measureJoin(
-  options: ExperimentBase & {
-    readonly joins?: number;
-    readonly spacingMs?: number;
-    readonly limitMs?: number;
-  },
+  options: ExperimentBase & ScheduleOptions & { readonly joins?: number },
 ): JoinResult {
   const sim = simulate(options, ["joined"]);
-  const random = new SeededRandom(options.seed).fork("join");
   sim.run(options.warmupMs ?? 3000);
-  const joiners: number[] = [];
-  const joinedAt: number[] = [];
-  for (let k = 0; k < (options.joins ?? 4); k++) {
-    const seed = random.nextInt(sim.members.length);
-    const joiner = sim.add();
-    joiners.push(joiner);
-    joinedAt.push(sim.nowMs);
-    sim.join(joiner, [seed]);
-    sim.run(options.spacingMs ?? 1000);
-  }
-  // Members that were there before it: a later joiner learns it from its own join's push-pull.
-  const observersOf = (joiner: number) => sim.upIndices().filter((index) => index < joiner);
-  const reached = (k: number) =>
-    sim.log.allSawAt(sim.members[joiners[k]!]!.id, "joined", observersOf(joiners[k]!), joinedAt[k]!);
-  sim.runUntil(() => joiners.every((_, k) => reached(k) !== undefined), options.limitMs ?? 60_000, 100);
   return {
-    disseminateMs: joiners.map((_, k) => {
-      const atMs = reached(k);
-      return atMs === undefined ? undefined : atMs - joinedAt[k]!;
-    }),
+    disseminateMs: joinAndWatch(
+      sim,
+      new SeededRandom(options.seed).fork("join"),
+      scheduleOf(options.joins, options),
+    ),
   };
 }
 
@@ -343,61 +375,12 @@ export function measureCluster(
   sim.run(windowMs);
   const after = sim.totals();
   const per = (delta: number) => delta / options.members / (windowMs / 1000);
-  const startMs = sim.nowMs;
-  const victims = pick(random, options.members, options.crashes ?? 4);
-  const ids = victims.map((victim) => sim.members[victim]!.id);
-  const crashedAt: number[] = [];
-  for (const victim of victims) {
-    sim.crash(victim);
-    crashedAt.push(sim.nowMs);
-    sim.run(1000);
-  }
-  const detectedAt = (k: number, observers: readonly number[]) =>
-    sim.log.allSawAt(ids[k]!, "dead", observers, crashedAt[k]!);
-  sim.runUntil(
-    () => ids.every((_, k) => detectedAt(k, sim.upIndices()) !== undefined),
-    options.limitMs ?? 60_000,
-    250,
-  );
-  const observers = sim.upIndices();
-  const detectMs = ids.map((_, k) => {
-    const atMs = detectedAt(k, observers);
-    return atMs === undefined ? undefined : atMs - crashedAt[k]!;
-  });
-  const firstSuspectMs = ids.map((id, k) => {
-    const first = sim.log.about(id).find((event) => event.kind === "suspect" && event.atMs >= crashedAt[k]!);
-    return first === undefined ? undefined : first.atMs - crashedAt[k]!;
-  });
-  const falseDeaths = [...sim.log.subjectsWith("dead", startMs)].filter((id) => !ids.includes(id)).length;
-  const joiners: number[] = [];
-  const joinedAt: number[] = [];
-  for (let k = 0; k < (options.joins ?? 4); k++) {
-    const up = sim.upIndices();
-    const seed = up[random.nextInt(up.length)]!;
-    const joiner = sim.add();
-    joiners.push(joiner);
-    joinedAt.push(sim.nowMs);
-    sim.join(joiner, [seed]);
-    sim.run(1000);
-  }
-  const reached = (k: number) =>
-    sim.log.allSawAt(
-      sim.members[joiners[k]!]!.id,
-      "joined",
-      sim.upIndices().filter((index) => index < joiners[k]!),
-      joinedAt[k]!,
-    );
-  sim.runUntil(() => joiners.every((_, k) => reached(k) !== undefined), options.limitMs ?? 60_000, 100);
+  const detection = crashAndWatch(sim, random, scheduleOf(options.crashes, options));
   return {
     packetsPerMemberPerSecond: per(after.packetsOut - before.packetsOut),
     bytesPerMemberPerSecond: per(after.bytesOut - before.bytesOut),
     pushPullBytesPerMemberPerSecond: per(after.pushPullBytesOut - before.pushPullBytesOut),
-    detectMs,
-    firstSuspectMs,
-    falseDeaths,
-    disseminateMs: joiners.map((_, k) => {
-      const atMs = reached(k);
-      return atMs === undefined ? undefined : atMs - joinedAt[k]!;
-    }),
+    ...detection,
+    disseminateMs: joinAndWatch(sim, random, scheduleOf(options.joins, options)),
   };
 }

@@ -13,20 +13,23 @@
 // TCP's byte stream (pipe.ts), which push-pull would only use as a request/reply channel.
 //
 // Faults: crash(i) (host down), restart(i) (a new core, same id, incarnation 0, empty table,
-// joining through seeds), pause(i, ms) (like SIGSTOP or a long stall: no ticks, and what
-// arrives waits in a bounded socket buffer; on resume the overdue timers run first, then the
-// buffered input, as Node does after a long synchronous stall: the timers phase precedes the
-// poll phase. That is the hard case Lifeguard §IV is about: a slow member's own timers fire
-// before it reads the acks and refutations that came in), partition(a, b) and heal, and loss.
+// joining through seeds), pause(i, ms) (SIGSTOP or a long stall: no ticks, and what arrives
+// waits in a bounded socket buffer; on resume the overdue timers run first, then the buffered
+// input, as Node does after a long synchronous stall: the timers phase precedes the poll
+// phase), slow(i, ms, delay) (a CPU-starved receive path: input reaches the core late while
+// its timers run on time, so its probes time out before it reads the acks: the anomaly
+// Lifeguard §IV targets), partition(a, b) and heal, and loss.
 //
 // Invariants: a run is a pure function of (seed, options, calls): no real time, no ambient
-// randomness. Every view change is logged with its virtual time (EventLog).
+// randomness. Every view change is counted, and logged with its virtual time (EventLog) if
+// its kind is kept.
 // Traps: `start: "converged"` shares one frozen Member object per member among all cores
 // (MembershipCoreOptions.members), so 10,000 cores fit in memory; the "joined" events of
 // that start are not logged. Members are indices; ids and hosts are "m<index>".
 import type { Timer } from "../ports/index.ts";
 import {
   type DatagramSocket,
+  type PartitionId,
   SeededRandom,
   SimClock,
   SimNetwork,
@@ -112,14 +115,10 @@ export class MembershipSimulation {
   private readonly pushPullRandom: SeededRandom;
   private readonly slowRandom: SeededRandom;
   private readonly inboxMax: number;
-  /** Active splits: index sets on each side. */
+  /** Active splits: index sets on each side (push-pull checks them; datagrams, the network). */
   private readonly splits = new Map<
     number,
-    {
-      readonly a: ReadonlySet<number>;
-      readonly b: ReadonlySet<number>;
-      readonly id: ReturnType<SimNetwork["partition"]>;
-    }
+    { readonly a: ReadonlySet<number>; readonly b: ReadonlySet<number>; readonly id: PartitionId }
   >();
   private nextSplit = 1;
   /** Datagrams dropped because a paused member's buffer was full. */
@@ -279,7 +278,7 @@ export class MembershipSimulation {
    * Makes member `index` slow for `ms`: what arrives reaches its core `delayMs` later (drawn per
    * datagram, kept in order), while its timers run on time. A CPU-starved receive path: its
    * probes time out before it reads the acks, and refutations reach it after its suspicion
-   * timers ran out; the anomaly Lifeguard §IV was designed for.
+   * timers ran out.
    */
   slow(index: number, ms: number, delayMs: readonly [number, number]): void {
     const member = this.members[index]!;
