@@ -263,21 +263,20 @@ describe.each(fixtures)("transport compliance: $name", (fixture) => {
     expect(server.accepted).toEqual([]);
   });
 
-  it.runIf(fixture.supportsNoCertificate)("refuses a client with no certificate, on both sides", async () => {
+  it("refuses a client with no certificate", async () => {
     const server = await listen();
     const failure = await refusedDial(server, { ca: pki.ca.cert, cert: "", key: "" });
-    expect(failure.error).toMatchObject({ tag: "PeerClosed", code: "NotAuthorized" });
     expect(failure.message).toMatch(/presented no certificate/);
-    await server.until(() => server.refused.length === 1);
-    expect(server.refused[0]!.reason).toMatch(/presented no certificate/);
-  });
-
-  it.runIf(!fixture.supportsNoCertificate)("a client with no certificate fails its handshake", async () => {
-    const server = await listen();
-    const failure = await refusedDial(server, { ca: pki.ca.cert, cert: "", key: "" });
-    expect(failure.error.tag).toBe("AuthenticationFailed");
-    expect(failure.message).toMatch(/presented no certificate/);
-    expect(server.accepted).toEqual([]);
+    if (fixture.supportsNoCertificate) {
+      // Both sides learn why.
+      expect(failure.error).toMatchObject({ tag: "PeerClosed", code: "NotAuthorized" });
+      await server.until(() => server.refused.length === 1);
+      expect(server.refused[0]!.reason).toMatch(/presented no certificate/);
+    } else {
+      // The TLS handshake itself fails (see the fixture): only the dialer can report it.
+      expect(failure.error.tag).toBe("AuthenticationFailed");
+      expect(server.accepted).toEqual([]);
+    }
   });
 
   it("a client refuses a router whose certificate is from another CA", async () => {
