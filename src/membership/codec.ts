@@ -12,11 +12,11 @@
 // Decoding never throws: every way bytes can be bad is a MembershipDecodeError, and a packet
 // is accepted whole or not at all (a structurally bad message condemns its packet). Every
 // count is bounded: messages per packet (`messagesPerPacketMax`), map entries and array items
-// (avro-bounded.ts), string contents (member-info.ts limits, checked after decoding).
+// (src/wire/avro-bounded.ts), string contents (member-info.ts limits, checked after decoding).
 // Rules for changing this file: never reuse a kind number; a new field means a new
 // `membershipProtocolVersion`.
 import avro from "avsc";
-import { BoundExceeded, boundedArrayType, boundedStringMapType } from "./avro-bounded.ts";
+import { BoundExceeded, boundedArrayType, boundedStringMapType } from "../wire/index.ts";
 import { assert, type MembershipDecodeError } from "./errors.ts";
 import {
   addressesMax,

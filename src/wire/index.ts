@@ -1,4 +1,6 @@
 // Wire: Neuron's frames (Avro, versioned), their codec, and length-prefixed framing.
+
+export { BoundExceeded, boundedArrayType, boundedStringMapType } from "./avro-bounded.ts";
 export {
   type DecodeResult,
   decodeFrame,

@@ -1,0 +1,23 @@
+// Raft: the consensus core of one group (core.ts) and its parts; the multi-Raft driver that
+// runs thousands of groups on one router comes beside it.
+export { checkRaftConfig, defaultRaftConfig, type RaftConfig } from "./config.ts";
+export {
+  applyConfigChange,
+  type ConfigChange,
+  type ConfigChangeType,
+  decodeConfigChange,
+  encodeConfigChange,
+  quorumOf,
+} from "./configuration.ts";
+export { RaftNode, type RaftNodeOptions } from "./core.ts";
+export type { ProposalError, ProposalResult } from "./errors.ts";
+export {
+  emptyMessage,
+  type Message,
+  type MessageType,
+  messageTypes,
+  type ReadState,
+  type Ready,
+  type Role,
+  type SoftState,
+} from "./types.ts";

@@ -1,0 +1,493 @@
+// The multi-Raft shell of one router: thousands of groups on one store, one ticker and one
+// batch per peer router (DESIGN.md, raft). It is the thin loop of STYLE.md: feed inputs to the
+// cores, drain their Readies, persist, sync once, send, apply, advance.
+//
+// - Groups are created on first use (a proposal, or a message for a group `configurationOf`
+//   says we replicate). One ticker ticks only awake groups; quiesced ones cost nothing.
+// - Group commit: every Ready drained in one round is persisted, then one `store.sync()`
+//   covers them all. Leader-to-follower messages (appends, heartbeats) leave before that
+//   sync (thesis §10.2.1: the leader counts itself only once persisted); votes and
+//   acknowledgements leave after it.
+// - Coalescing: each round sends at most two batches per peer router (before and after the
+//   sync), heartbeats as a few numbers per group (batch.ts). Every `heartbeatTicks` each peer
+//   gets a batch, empty if need be: the router-level liveness beat. A peer silent for
+//   `electionTicks` is down: groups it led are told `leaderUnreachable()`, so quiesced
+//   followers elect a new leader within one election timeout. A peer heard again wakes the
+//   groups we lead with it, so it learns the leader.
+// Invariants: at most one round in flight (`flushing`); a node's Ready is advanced only after
+// the sync covering it resolved. Traps: a proposal resolves when its entry is applied with
+// the term it was proposed in; another term at that index means it was lost (NotLeader).
+import type { Clock, Random, Timer } from "../ports/index.ts";
+import type { Configuration, Entry, GroupId, LogStore, NodeId, Snapshot } from "../storage/index.ts";
+import { batchIsEmpty, fromBatch, type RaftBatch, toBatches } from "./batch.ts";
+import { defaultRaftConfig, type RaftConfig } from "./config.ts";
+import type { ConfigChange } from "./configuration.ts";
+import { RaftNode } from "./core.ts";
+import type { ProposalError, ProposalResult } from "./errors.ts";
+import type { Message, Ready, SoftState } from "./types.ts";
+
+export interface RaftTransport {
+  /** Best effort: a batch may be lost; Raft retries. `batch.to` names the peer router. */
+  send(batch: RaftBatch): void;
+}
+
+/** The application above the groups: the partition's stream in Neuron, a checker in the simulator. */
+export interface StateMachine {
+  /** Committed entries of `group`, in log order, each exactly once per process lifetime. */
+  apply(group: GroupId, entries: readonly Entry[]): void;
+  /** A snapshot from the leader replaces the group's state (before any later apply). */
+  restore(group: GroupId, snapshot: Snapshot): void;
+  leadershipChanged(group: GroupId, state: SoftState): void;
+}
+
+export interface MultiRaftOptions {
+  readonly id: NodeId;
+  readonly store: LogStore;
+  readonly transport: RaftTransport;
+  readonly clock: Clock;
+  readonly random: Random;
+  readonly config?: RaftConfig;
+  /** The replicas of a group this router has no state for; null if it is not one of them. */
+  readonly configurationOf: (group: GroupId) => Configuration | null;
+  readonly stateMachine: StateMachine;
+  /** Most groups on this router. Default 65,536 (one per partition). */
+  readonly groupsMax?: number;
+}
+
+/** A proposal, read or transfer the Raft core refused; `error.tag` says why. */
+export class RaftRequestError extends Error {
+  readonly error: ProposalError;
+  constructor(group: GroupId, error: ProposalError) {
+    super(`group ${group}: ${error.tag}`);
+    this.name = "RaftRequestError";
+    this.error = error;
+  }
+}
+
+export interface MultiRaftStats {
+  groups: number;
+  awake: number;
+  ticks: number;
+  rounds: number;
+  syncs: number;
+  batchesSent: number;
+  batchesReceived: number;
+  beatsSent: number;
+  messagesSent: number;
+  droppedUnknownGroup: number;
+}
+
+interface Waiter {
+  readonly term: number;
+  readonly resolve: (value: { index: number; term: number }) => void;
+  readonly reject: (error: Error) => void;
+}
+
+interface ReadWaiter {
+  index: number;
+  readonly resolve: (index: number) => void;
+  readonly reject: (error: Error) => void;
+}
+
+const earlyTypes = new Set<Message["type"]>(["append", "heartbeat", "snapshot", "timeoutNow"]);
+
+export class MultiRaft {
+  readonly id: NodeId;
+  readonly config: RaftConfig;
+  private readonly options: MultiRaftOptions;
+  private readonly nodes = new Map<GroupId, RaftNode>();
+  private readonly awake = new Set<RaftNode>();
+  private readonly dirty = new Set<RaftNode>();
+  /** Peers of each group, and how many groups share each peer. */
+  private readonly groupPeers = new Map<GroupId, readonly NodeId[]>();
+  private readonly peerGroups = new Map<NodeId, number>();
+  private readonly lastHeardTick = new Map<NodeId, number>();
+  private readonly lastSentTick = new Map<NodeId, number>();
+  private readonly peersDown = new Set<NodeId>();
+  private readonly proposals = new Map<GroupId, Map<number, Waiter>>();
+  private readonly reads = new Map<GroupId, Map<number, ReadWaiter>>();
+  private nextReadId = 1;
+  private ticks = 0;
+  private timer: Timer | null = null;
+  private flushing = false;
+  private flushScheduled = false;
+  private stopped = false;
+  private failure: Error | null = null;
+  private readonly counters: MultiRaftStats = {
+    groups: 0,
+    awake: 0,
+    ticks: 0,
+    rounds: 0,
+    syncs: 0,
+    batchesSent: 0,
+    batchesReceived: 0,
+    beatsSent: 0,
+    messagesSent: 0,
+    droppedUnknownGroup: 0,
+  };
+
+  constructor(options: MultiRaftOptions) {
+    this.options = options;
+    this.id = options.id;
+    this.config = options.config ?? defaultRaftConfig;
+    for (const group of options.store.groups()) this.group(group);
+  }
+
+  /** Starts the ticker. */
+  start(): void {
+    const loop = () => {
+      if (this.stopped) return;
+      this.tick();
+      this.timer = this.options.clock.schedule(this.config.tickMs, loop);
+    };
+    this.timer = this.options.clock.schedule(this.config.tickMs, loop);
+  }
+
+  /** Stops ticking and refuses new work; pending requests are rejected. */
+  stop(): void {
+    this.stopped = true;
+    this.timer?.cancel();
+    this.timer = null;
+    const stopped = new Error("multi-raft stopped");
+    for (const waiters of this.proposals.values())
+      for (const waiter of waiters.values()) waiter.reject(stopped);
+    for (const waiters of this.reads.values()) for (const waiter of waiters.values()) waiter.reject(stopped);
+    this.proposals.clear();
+    this.reads.clear();
+  }
+
+  /** The group's node, created if `configurationOf` lists this router; undefined otherwise. */
+  group(group: GroupId): RaftNode | undefined {
+    const existing = this.nodes.get(group);
+    if (existing !== undefined) return existing;
+    const log = this.options.store.group(group);
+    const known = log.lastIndex() > 0 || log.snapshotMeta() !== null || log.hardState().term > 0;
+    const initial = known ? null : this.options.configurationOf(group);
+    if (!known && (initial === null || !initial.voters.concat(initial.learners).includes(this.id)))
+      return undefined;
+    if (this.nodes.size >= (this.options.groupsMax ?? 65_536)) return undefined;
+    if (initial !== null) {
+      // Bootstrap: the first configuration is a snapshot at index 0, so it survives restarts
+      // even if the assignment that produced it has changed since.
+      this.options.store.compact(group, {
+        meta: { index: 0, term: 0, configuration: initial },
+        data: new Uint8Array(0),
+      });
+    }
+    const node = new RaftNode({
+      id: this.id,
+      group,
+      log,
+      random: this.options.random,
+      config: this.config,
+    });
+    this.nodes.set(group, node);
+    this.setGroupPeers(group, node);
+    this.awake.add(node);
+    this.dirty.add(node);
+    this.scheduleFlush();
+    return node;
+  }
+
+  groups(): IterableIterator<RaftNode> {
+    return this.nodes.values();
+  }
+
+  stats(): MultiRaftStats {
+    return { ...this.counters, groups: this.nodes.size, awake: this.awake.size };
+  }
+
+  /** Resolves once the data is committed and applied here; rejects with RaftRequestError. */
+  propose(group: GroupId, data: Uint8Array): Promise<{ index: number; term: number }> {
+    return this.request(group, (node) => node.propose(data));
+  }
+
+  proposeConfigChange(group: GroupId, change: ConfigChange): Promise<{ index: number; term: number }> {
+    return this.request(group, (node) => node.proposeConfigChange(change));
+  }
+
+  /** Resolves with an index once a linearizable read may be served (applied up to it here). */
+  readIndex(group: GroupId): Promise<number> {
+    const node = this.nodes.get(group);
+    if (node === undefined)
+      return Promise.reject(new RaftRequestError(group, { tag: "NotLeader", leader: null }));
+    const requestId = this.nextReadId++;
+    const refused = node.readIndex(requestId);
+    if (refused !== null) return Promise.reject(new RaftRequestError(group, refused));
+    this.touch(node);
+    return new Promise((resolve, reject) => {
+      let waiters = this.reads.get(group);
+      if (waiters === undefined) {
+        waiters = new Map();
+        this.reads.set(group, waiters);
+      }
+      waiters.set(requestId, { index: -1, resolve, reject });
+    });
+  }
+
+  transferLeadership(group: GroupId, to: NodeId): ProposalError | null {
+    const node = this.nodes.get(group);
+    if (node === undefined) return { tag: "NotLeader", leader: null };
+    const refused = node.transferLeadership(to);
+    this.touch(node);
+    return refused;
+  }
+
+  /** Log compaction: the application's snapshot at its applied index replaces the log before it. */
+  compact(group: GroupId, data: Uint8Array): void {
+    const node = this.nodes.get(group);
+    if (node === undefined) return;
+    const index = node.log.applied;
+    const term = node.log.term(index);
+    if (term === undefined || index < node.log.firstIndex()) return;
+    this.options.store.compact(group, { meta: { index, term, configuration: node.configuration }, data });
+    this.scheduleFlush();
+  }
+
+  /** A batch from a peer router. */
+  receive(batch: RaftBatch): void {
+    if (this.stopped || batch.to !== this.id) return;
+    this.counters.batchesReceived += 1;
+    this.heard(batch.from);
+    for (const message of fromBatch(batch)) {
+      const node = this.group(message.group);
+      if (node === undefined) {
+        this.counters.droppedUnknownGroup += 1;
+        continue;
+      }
+      node.step(message);
+      this.touch(node);
+    }
+  }
+
+  /** One tick: awake groups tick; peers get their liveness beat; silent peers are declared down. */
+  tick(): void {
+    if (this.stopped) return;
+    this.ticks += 1;
+    this.counters.ticks += 1;
+    for (const node of this.awake) {
+      node.tick();
+      if (node.quiesced) this.awake.delete(node);
+      if (node.hasReady()) this.dirty.add(node);
+    }
+    for (const peer of this.peerGroups.keys()) {
+      const heard = this.lastHeardTick.get(peer) ?? 0;
+      if (!this.peersDown.has(peer) && this.ticks - heard > this.config.electionTicks) this.peerDown(peer);
+    }
+    this.scheduleFlush(true);
+  }
+
+  // ---- the loop -----------------------------------------------------------------------
+
+  private touch(node: RaftNode): void {
+    if (!node.quiesced) this.awake.add(node);
+    this.dirty.add(node);
+    this.scheduleFlush();
+  }
+
+  private scheduleFlush(fromTick = false): void {
+    if (fromTick && this.dirty.size === 0 && !this.beatDue()) return;
+    if (this.flushScheduled || this.flushing) return;
+    this.flushScheduled = true;
+    queueMicrotask(() => {
+      this.flushScheduled = false;
+      this.flush().catch((error: unknown) => this.fail(error as Error));
+    });
+  }
+
+  private beatDue(): boolean {
+    for (const peer of this.peerGroups.keys()) {
+      if (this.ticks - (this.lastSentTick.get(peer) ?? 0) >= this.config.heartbeatTicks) return true;
+    }
+    return false;
+  }
+
+  private async flush(): Promise<void> {
+    if (this.flushing || this.stopped) return;
+    this.flushing = true;
+    try {
+      do {
+        await this.round();
+      } while (this.dirty.size > 0 && !this.stopped);
+    } finally {
+      this.flushing = false;
+    }
+  }
+
+  private async round(): Promise<void> {
+    this.counters.rounds += 1;
+    const work: [RaftNode, Ready][] = [];
+    for (const node of this.dirty) if (node.hasReady()) work.push([node, node.ready()]);
+    this.dirty.clear();
+    const store = this.options.store;
+    const early: Message[] = [];
+    const late: Message[] = [];
+    let persisted = false;
+    for (const [node, ready] of work) {
+      if (ready.truncateFrom !== 0) store.truncate(node.group, ready.truncateFrom);
+      if (ready.snapshot !== null) store.installSnapshot(node.group, ready.snapshot);
+      if (ready.entries.length > 0) store.append(node.group, ready.entries);
+      if (ready.hardState !== null) store.setHardState(node.group, ready.hardState);
+      persisted ||=
+        ready.truncateFrom !== 0 ||
+        ready.snapshot !== null ||
+        ready.entries.length > 0 ||
+        ready.hardState !== null;
+      for (const message of ready.messages) (earlyTypes.has(message.type) ? early : late).push(message);
+    }
+    this.sendAll(early, false);
+    if (persisted) {
+      await store.sync();
+      this.counters.syncs += 1;
+    }
+    if (this.stopped) return;
+    this.sendAll(late, true);
+    for (const [node, ready] of work) {
+      this.applyReady(node, ready);
+      node.advance(ready);
+      if (ready.committedEntries.some((entry) => entry.kind === "config"))
+        this.setGroupPeers(node.group, node);
+      this.resolveReads(node);
+      if (!node.quiesced) this.awake.add(node);
+      if (node.hasReady()) this.dirty.add(node);
+    }
+  }
+
+  private sendAll(messages: readonly Message[], withBeats: boolean): void {
+    const batches = toBatches(this.id, messages);
+    if (withBeats && this.ticks > 0) {
+      for (const peer of this.peerGroups.keys()) {
+        if (
+          !batches.has(peer) &&
+          this.ticks - (this.lastSentTick.get(peer) ?? 0) >= this.config.heartbeatTicks
+        ) {
+          batches.set(peer, { from: this.id, to: peer, beats: [], beatResponses: [], messages: [] });
+        }
+      }
+    }
+    for (const batch of batches.values()) {
+      this.lastSentTick.set(batch.to, this.ticks);
+      this.counters.batchesSent += 1;
+      this.counters.beatsSent += batch.beats.length;
+      this.counters.messagesSent += batch.messages.length + batch.beats.length + batch.beatResponses.length;
+      if (!batchIsEmpty(batch) || withBeats) this.options.transport.send(batch);
+    }
+  }
+
+  private applyReady(node: RaftNode, ready: Ready): void {
+    const group = node.group;
+    if (ready.snapshot !== null) this.options.stateMachine.restore(group, ready.snapshot);
+    if (ready.committedEntries.length > 0) {
+      const fresh = ready.committedEntries.filter((entry) => entry.index > node.log.applied);
+      if (fresh.length > 0) this.options.stateMachine.apply(group, fresh);
+      const waiters = this.proposals.get(group);
+      if (waiters !== undefined) {
+        for (const entry of ready.committedEntries) {
+          const waiter = waiters.get(entry.index);
+          if (waiter === undefined) continue;
+          waiters.delete(entry.index);
+          if (entry.term === waiter.term) waiter.resolve({ index: entry.index, term: entry.term });
+          else waiter.reject(new RaftRequestError(group, { tag: "NotLeader", leader: node.leader }));
+        }
+      }
+    }
+    if (ready.softState !== null) {
+      this.options.stateMachine.leadershipChanged(group, ready.softState);
+      if (ready.softState.role !== "leader") this.rejectReads(node);
+    }
+    const reads = this.reads.get(group);
+    for (const state of ready.readStates) {
+      const waiter = reads?.get(state.requestId);
+      if (waiter !== undefined) waiter.index = state.index;
+    }
+  }
+
+  private resolveReads(node: RaftNode): void {
+    const waiters = this.reads.get(node.group);
+    if (waiters === undefined) return;
+    for (const [requestId, waiter] of waiters) {
+      if (waiter.index >= 0 && node.log.applied >= waiter.index) {
+        waiters.delete(requestId);
+        waiter.resolve(waiter.index);
+      }
+    }
+  }
+
+  private rejectReads(node: RaftNode): void {
+    const waiters = this.reads.get(node.group);
+    if (waiters === undefined) return;
+    for (const waiter of waiters.values()) {
+      waiter.reject(new RaftRequestError(node.group, { tag: "NotLeader", leader: node.leader }));
+    }
+    waiters.clear();
+  }
+
+  private request(
+    group: GroupId,
+    act: (node: RaftNode) => ProposalResult,
+  ): Promise<{ index: number; term: number }> {
+    if (this.failure !== null) return Promise.reject(this.failure);
+    const node = this.group(group);
+    if (node === undefined)
+      return Promise.reject(new RaftRequestError(group, { tag: "NotLeader", leader: null }));
+    const result = act(node);
+    if (!result.ok) return Promise.reject(new RaftRequestError(group, result.error));
+    this.touch(node);
+    return new Promise((resolve, reject) => {
+      let waiters = this.proposals.get(group);
+      if (waiters === undefined) {
+        waiters = new Map();
+        this.proposals.set(group, waiters);
+      }
+      waiters.set(result.index, { term: result.term, resolve, reject });
+    });
+  }
+
+  // ---- peers --------------------------------------------------------------------------
+
+  private setGroupPeers(group: GroupId, node: RaftNode): void {
+    for (const peer of this.groupPeers.get(group) ?? []) {
+      const count = (this.peerGroups.get(peer) ?? 1) - 1;
+      if (count === 0) this.peerGroups.delete(peer);
+      else this.peerGroups.set(peer, count);
+    }
+    const peers = [...node.configuration.voters, ...node.configuration.learners].filter(
+      (id) => id !== this.id,
+    );
+    this.groupPeers.set(group, peers);
+    for (const peer of peers) {
+      this.peerGroups.set(peer, (this.peerGroups.get(peer) ?? 0) + 1);
+      if (!this.lastHeardTick.has(peer)) this.lastHeardTick.set(peer, this.ticks);
+    }
+  }
+
+  private heard(peer: NodeId): void {
+    this.lastHeardTick.set(peer, this.ticks);
+    if (!this.peersDown.delete(peer)) return;
+    // Back: wake the groups we lead with it, so a restarted replica learns its leader.
+    for (const node of this.nodes.values()) {
+      if (node.role === "leader" && node.quiesced && this.groupPeers.get(node.group)?.includes(peer)) {
+        node.wake();
+        this.touch(node);
+      }
+    }
+  }
+
+  private peerDown(peer: NodeId): void {
+    this.peersDown.add(peer);
+    for (const node of this.nodes.values()) {
+      if (node.leader === peer) {
+        node.leaderUnreachable();
+        this.touch(node);
+      } else if (node.role === "leader") {
+        node.reportUnreachable(peer);
+      }
+    }
+  }
+
+  private fail(error: Error): void {
+    // A failed sync means the disk can no longer be trusted (fsync-gate): stop everything.
+    this.failure = error;
+    this.stop();
+  }
+}
