@@ -133,7 +133,11 @@ export class RaftNode {
     const snapshotMeta = store.snapshotMeta();
     this.configuration = snapshotMeta?.configuration ?? noConfiguration;
     this.log = new RaftLog(store, options.applied ?? snapshotMeta?.index ?? 0);
-    this.replayConfigUpTo(this.log.applied);
+    try {
+      this.replayConfigUpTo(this.log.applied);
+    } catch (error) {
+      this.handleStorageError(error);
+    }
     this.resetRandomizedElectionTimeout();
   }
 
@@ -232,7 +236,7 @@ export class RaftNode {
   readIndex(requestId: number): ProposalError | null {
     if (this.role !== "leader") return { tag: "NotLeader", leader: this.leader };
     this.wake();
-    if (this.configuration.voters.length === 1) {
+    if (this.configuration.voters.length === 1 && this.log.term(this.log.committed) === this.term) {
       this.readStates.push({ requestId, index: this.log.committed });
     } else {
       this.readBatch.push(requestId);
@@ -298,7 +302,15 @@ export class RaftNode {
   // ---- output -------------------------------------------------------------------------
 
   hasReady(): boolean {
-    if (this.appendPending || this.readBatch.length > 0) return true;
+    if (this.appendPending) return true;
+    // A read batch waits (without making the group busy) until this term has a committed entry.
+    if (
+      this.readBatch.length > 0 &&
+      this.role === "leader" &&
+      this.log.term(this.log.committed) === this.term
+    ) {
+      return true;
+    }
     if (this.messages.length > 0 || this.readStates.length > 0 || this.truncateFrom !== 0) return true;
     if (this.log.unstable.length > 0 || this.log.pendingSnapshot !== null) return true;
     if (this.log.hasNextCommitted()) return true;
@@ -677,6 +689,19 @@ export class RaftNode {
       term: this.term,
       context: message.context,
     });
+    if (this.log.lastIndex() < message.commit) {
+      // The leader believes we hold entries we lost (damage): have it probe from our end.
+      const lastIndex = this.log.lastIndex();
+      this.send({
+        ...emptyMessage,
+        type: "appendResponse",
+        to: message.from,
+        term: this.term,
+        index: message.commit,
+        reject: true,
+        rejectHint: lastIndex,
+      });
+    }
     if (message.quiesce && this.log.lastIndex() === message.commit && this.log.committed === message.commit) {
       this.quiesced = true;
     }
@@ -792,6 +817,13 @@ export class RaftNode {
       this.bcastAppend();
     }
     if (this.readBatch.length > 0 && this.log.term(this.log.committed) === this.term) {
+      if (this.configuration.voters.length === 1) {
+        // A single voter is its own quorum: no round, but still only once step 1 holds.
+        for (const requestId of this.readBatch)
+          this.readStates.push({ requestId, index: this.log.committed });
+        this.readBatch = [];
+        return;
+      }
       // §6.4 step 1 holds (an entry of this term is committed): start one round for the batch.
       this.readContext += 1;
       this.readRounds.push({
@@ -976,7 +1008,8 @@ export class RaftNode {
     this.damageSeen.push(damage);
     const from = Math.max(damage.fromIndex, this.log.firstIndex());
     // We may have acknowledged everything we held: stay out of elections until it is re-replicated.
-    this.damagedUpTo = Math.max(this.damagedUpTo, this.log.lastIndex());
+    // The store's view may already end before the damage: count what it says may have existed.
+    this.damagedUpTo = Math.max(this.damagedUpTo, this.log.lastIndex(), damage.toIndex);
     this.truncateFrom = this.truncateFrom === 0 ? from : Math.min(this.truncateFrom, from);
     this.log.discardFrom(from);
     if (this.role !== "follower") this.becomeFollower(this.term, null);

@@ -336,6 +336,12 @@ export class MultiRaft {
       for (const message of ready.messages) (earlyTypes.has(message.type) ? early : late).push(message);
     }
     this.sendAll(early, false);
+    for (const [node, ready] of work) {
+      // The transport is best effort: treat a sent snapshot as delivered and let the probe
+      // that follows find out (a lost one is sent again when the follower rejects the probe).
+      for (const message of ready.messages)
+        if (message.type === "snapshot") node.reportSnapshot(message.to, true);
+    }
     if (persisted) {
       await store.sync();
       this.counters.syncs += 1;

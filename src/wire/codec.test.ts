@@ -41,6 +41,9 @@ const frame: fc.Arbitrary<Frame> = fc.oneof(
   fc.record({ kind: fc.constant("Refusal" as const), requestId: id, code, message: text }),
   fc.record({ kind: fc.constant("Message" as const), subscriptionId: id, topic: text, payload, headers }),
   fc.record({ kind: fc.constant("Goodbye" as const), code, message: text }),
+  fc.record({ kind: fc.constant("Sync" as const), requestId: id, payload }),
+  fc.record({ kind: fc.constant("SyncReply" as const), requestId: id, payload }),
+  fc.record({ kind: fc.constant("RaftBatch" as const), payload }),
 );
 
 /** Decodes a stream split into the given chunk sizes, collecting frames and errors. */

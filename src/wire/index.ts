@@ -27,6 +27,7 @@ export {
   type Ping,
   type Pong,
   type Publish,
+  type RaftBatch as RaftBatchFrame,
   type Refusal,
   type Subscribe,
   type Sync,

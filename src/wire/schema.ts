@@ -117,6 +117,13 @@ export interface SyncReply {
   readonly payload: Uint8Array;
 }
 
+/** Raft messages between two routers (src/raft/batch-codec.ts): every group they share, coalesced. */
+export interface RaftBatch {
+  readonly kind: "RaftBatch";
+  /** The Raft batch codec's bytes. */
+  readonly payload: Uint8Array;
+}
+
 export type Frame =
   | Hello
   | Ping
@@ -129,7 +136,8 @@ export type Frame =
   | Message
   | Goodbye
   | Sync
-  | SyncReply;
+  | SyncReply
+  | RaftBatch;
 export type FrameKind = Frame["kind"];
 
 const errorCodeSchema = { type: "enum", name: "ErrorCode", symbols: [...errorCodes] } as const;
@@ -254,6 +262,10 @@ export const frameTypes: Readonly<Record<FrameKind, { readonly number: number; r
         { name: "requestId", type: "long" },
         { name: "payload", type: "bytes" },
       ]),
+    },
+    RaftBatch: {
+      number: 13,
+      type: record("RaftBatch", [{ name: "payload", type: "bytes" }]),
     },
   };
 
