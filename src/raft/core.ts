@@ -268,7 +268,15 @@ export class RaftNode {
   leaderUnreachable(): void {
     if (this.role === "leader") return;
     this.quiesced = false;
-    this.electionElapsed = Math.max(this.electionElapsed, this.config.electionTicks);
+    // The lease ends now, so this replica grants pre-votes at once; its own campaign waits at
+    // least a heartbeat interval more, by when the other replicas (whose verdict on the leader
+    // comes from the same, last, heartbeat) have ended their leases too. Campaigning earlier
+    // would meet replicas still in lease, lose the pre-vote, and wait a whole timeout again.
+    if (this.electionElapsed < this.config.electionTicks) {
+      this.electionElapsed = this.config.electionTicks;
+      this.randomizedElectionTimeout =
+        this.config.electionTicks + this.config.heartbeatTicks + this.random.nextInt(this.config.electionTicks);
+    }
   }
 
   /** Wakes a quiesced group (e.g. a replica's router came back and must learn the leader). */
@@ -553,7 +561,16 @@ export class RaftNode {
       this.vote === message.from ||
       (this.vote === null && this.leader === null) ||
       (isPreVote && message.term > this.term);
-    if (canVote && this.damagedUpTo === 0 && this.log.isUpToDate(message.index, message.logTerm)) {
+    // Two replicas pre-campaigning at once with equal logs would both pass the pre-vote and
+    // split the real vote, costing a whole election timeout: between two pre-candidates the
+    // larger id wins the tie. Pre-votes bind nothing, so this only ever affects liveness.
+    const tieLost =
+      isPreVote &&
+      this.role === "preCandidate" &&
+      message.from < this.id &&
+      message.index === this.log.lastIndex() &&
+      message.logTerm === this.log.lastTerm();
+    if (canVote && !tieLost && this.damagedUpTo === 0 && this.log.isUpToDate(message.index, message.logTerm)) {
       // A granted pre-vote answers in the candidate's future term (§9.6).
       this.send({
         ...emptyMessage,

@@ -179,6 +179,53 @@ describe("voting (§5.2, §5.4.1, §9.6)", () => {
     expect([b.raft.term, b.raft.vote]).toEqual([4, "c"]);
   });
 
+  it("§9.6 two pre-candidates with equal logs: the larger id wins the tie, so the real vote is not split", () => {
+    const a = start("a", ["a", "b", "c"], { random: fixedRandom(0) });
+    const c = start("c", ["a", "b", "c"], { random: fixedRandom(0) });
+    ticksUntilCampaign(a.raft);
+    ticksUntilCampaign(c.raft);
+    expect([a.raft.role, c.raft.role]).toEqual(["preCandidate", "preCandidate"]);
+    a.raft.step(message({ type: "preVote", from: "c", to: "a", term: 1 }));
+    c.raft.step(message({ type: "preVote", from: "a", to: "c", term: 1 }));
+    expect(voteAnswers(flush(a)).filter(([type]) => type === "preVoteResponse")).toEqual([
+      ["preVoteResponse", "c", 1, false],
+    ]);
+    expect(voteAnswers(flush(c)).filter(([type]) => type === "preVoteResponse")).toEqual([
+      ["preVoteResponse", "a", 0, true],
+    ]);
+    // A follower (not pre-campaigning) grants either.
+    const b = start("b", ["a", "b", "c"]);
+    b.raft.step(message({ type: "preVote", from: "a", to: "b", term: 1 }));
+    expect(voteAnswers(flush(b))).toEqual([["preVoteResponse", "a", 1, false]]);
+  });
+
+  it("a follower told its leader is unreachable stops granting the lease at once, but campaigns a heartbeat later", () => {
+    const h = new RaftHarness({ voters: ["a", "b", "c"] });
+    h.elect("a");
+    const b = h.node("b");
+    b.leaderUnreachable();
+    // Out of lease: b grants c's pre-vote right away.
+    b.step(
+      message({
+        type: "preVote",
+        from: "c",
+        to: "b",
+        term: b.term + 1,
+        index: b.log.lastIndex(),
+        logTerm: b.log.lastTerm(),
+      }),
+    );
+    expect(voteAnswers(flushHarness(b))).toEqual([["preVoteResponse", "c", b.term + 1, false]]);
+    // Its own campaign waits at least heartbeatTicks, at most heartbeatTicks + electionTicks - 1.
+    let ticks = 0;
+    while (b.role === "follower") {
+      b.tick();
+      ticks += 1;
+    }
+    expect(ticks).toBeGreaterThanOrEqual(defaultRaftConfig.heartbeatTicks);
+    expect(ticks).toBeLessThan(defaultRaftConfig.heartbeatTicks + electionTicks);
+  });
+
   it("§5.2 a candidate wins with a majority of votes and returns to follower on a majority of rejections", () => {
     const voters = ["a", "b", "c", "d", "e"];
     const config = { preVote: false };

@@ -12,8 +12,16 @@
 // A failure names the seed; `runRaftSimulation({ seed })` replays it exactly.
 import { createHash } from "node:crypto";
 import type { Clock, Timer } from "../ports/index.ts";
-import { type DatagramSocket, SeededRandom, SimClock, SimNetwork } from "../sim/index.ts";
-import type { Configuration, Entry, GroupId, LogStore, NodeId } from "../storage/index.ts";
+import { type DatagramSocket, SeededRandom, SimClock, SimDisk, SimNetwork } from "../sim/index.ts";
+import {
+  type Configuration,
+  type Entry,
+  type GroupId,
+  type LogStore,
+  MemoryStore,
+  type NodeId,
+  openDiskStore,
+} from "../storage/index.ts";
 import type { RaftBatch } from "./batch.ts";
 import { decodeRaftBatch, encodeRaftBatch } from "./batch-codec.ts";
 import { defaultRaftConfig, type RaftConfig } from "./config.ts";
@@ -54,7 +62,7 @@ export interface RaftSimulationOptions {
   readonly faultMs?: number;
   readonly livenessBoundMs?: number;
   readonly faults?: FaultOptions;
-  readonly storage: (random: SeededRandom) => SimStorage;
+  readonly storage: (random: SeededRandom, clock: SimClock) => SimStorage;
   readonly config?: Partial<RaftConfig>;
   /** Proposals per simulated second while faults run. */
   readonly proposalsPerSecond?: number;
@@ -86,6 +94,78 @@ interface Agreed {
 }
 
 const port = 7000;
+
+/** Stores that survive crashes whole: isolates the protocol from storage faults. */
+export function memorySimStorage(): SimStorage {
+  const stores = new Map<NodeId, MemoryStore>();
+  return {
+    open: async (router) => {
+      let store = stores.get(router);
+      if (store === undefined) {
+        store = new MemoryStore();
+        stores.set(router, store);
+      }
+      return store;
+    },
+    crash: () => {},
+    corrupt: () => null,
+  };
+}
+
+/**
+ * The production disk store over a SimDisk per router. Each fsync takes 0.2-2 ms of simulated
+ * time, so a crash can land mid-write: unsynced writes are lost, torn at a random byte. Only
+ * one router's disk is ever corrupted in a run (a minority: the fault model Raft promises to
+ * survive).
+ */
+export function diskSimStorage(random: SeededRandom, clock: SimClock): SimStorage {
+  const disks = new Map<NodeId, SimDisk>();
+  let corrupted: NodeId | null = null;
+  const opening = new Set<NodeId>();
+  const diskOf = (router: NodeId) => {
+    let disk = disks.get(router);
+    if (disk === undefined) {
+      disk = new SimDisk(random.fork(router));
+      disk.holdSyncs();
+      const release = () => {
+        disk!.releaseSyncs();
+        if (!opening.has(router)) disk!.holdSyncs();
+        clock.schedule(random.between(0.2, 2), release);
+      };
+      clock.schedule(1, release);
+      disks.set(router, disk);
+    }
+    return disk;
+  };
+  return {
+    open: async (router) => {
+      // Recovery runs at disk speed: the clock may not be running yet (the first start).
+      const disk = diskOf(router);
+      opening.add(router);
+      disk.releaseSyncs();
+      try {
+        const { store } = await openDiskStore({ fs: disk.session(), dir: "/data", segmentBytes: 64 * 1024 });
+        return store;
+      } finally {
+        opening.delete(router);
+        disk.holdSyncs();
+      }
+    },
+    crash: (router) => diskOf(router).crash({ tear: true }),
+    corrupt: (router, pick) => {
+      if (corrupted !== null && corrupted !== router) return null;
+      const disk = diskOf(router);
+      const files = disk.paths().filter((path) => disk.fileSize(path) > 0);
+      if (files.length === 0) return null;
+      corrupted = router;
+      const path = pick.pick(files);
+      const offset = pick.nextInt(disk.fileSize(path));
+      const bit = pick.nextInt(8);
+      disk.flipBit(path, offset, bit);
+      return `bit ${bit} of byte ${offset} in ${path}`;
+    },
+  };
+}
 const datagramBytesMax = 60_000;
 
 /** A Clock whose timers run `rate` times slower (rate > 1) or faster than the shared one. */
@@ -126,7 +206,7 @@ export async function runRaftSimulation(options: RaftSimulationOptions): Promise
   const random = root.fork("schedule");
   const clock = new SimClock();
   const network = new SimNetwork({ clock, random: root.fork("network") });
-  const storage = options.storage(root.fork("storage"));
+  const storage = options.storage(root.fork("storage"), clock);
   const faults = options.faults ?? allFaults;
   const routerCount = options.routers ?? 3;
   const replicas = Math.min(options.replicas ?? 3, routerCount);
@@ -223,7 +303,11 @@ export async function runRaftSimulation(options: RaftSimulationOptions): Promise
       multi.receive(decoded.batch);
     });
     router.multi = multi;
-    for (let group = 0; group < groupCount; group++) multi.group(group);
+    for (let group = 0; group < groupCount; group++) {
+      // A restarted router resumes applying after its snapshot (the application's state).
+      const node = multi.group(group);
+      if (node !== undefined) router.applied.set(group, node.log.applied);
+    }
     multi.start();
   };
 
@@ -334,6 +418,19 @@ export async function runRaftSimulation(options: RaftSimulationOptions): Promise
     clock.schedule(interval, workload);
   };
   clock.schedule(interval, workload);
+  // Log compaction (Raft §7): routers snapshot groups now and then, so lagging or restarted
+  // replicas catch up by install-snapshot.
+  const compaction = () => {
+    if (clock.nowMs() >= workloadUntil) return;
+    const live = [...routers.values()].filter((router) => router.multi !== null);
+    if (live.length > 0) {
+      const router = random.pick(live);
+      const group = random.nextInt(groupCount);
+      router.multi!.compact(group, Buffer.from(`state of ${group} at ${router.applied.get(group) ?? 0}`));
+    }
+    clock.schedule(random.between(50, 500), compaction);
+  };
+  clock.schedule(500, compaction);
   scheduleFaults(faultMs);
 
   const settle = async (untilMs: number) => {

@@ -1,8 +1,16 @@
 // Sim: the deterministic simulation seams. A virtual clock, seeded randomness, a faulty network
-// (datagrams and TCP-like pipes) and the in-memory Transport over it, so a whole cluster runs
-// in one process from one seed (STYLE.md). Production code never imports this folder
-// (DESIGN.md; boundaries.test.ts checks it): only tests, harness/ and bench/ do.
+// (datagrams and TCP-like pipes) and the in-memory Transport over it, and a faulty disk
+// (SimDisk), so a whole cluster runs in one process from one seed (STYLE.md). Production code
+// never imports this folder (DESIGN.md; boundaries.test.ts checks it): only tests, harness/
+// and bench/ do.
 export { defaultWallStartMs, type RunOptions, SimClock, type SimClockOptions } from "./clock.ts";
+export {
+  type CrashOptions,
+  SimDisk,
+  SimDiskError,
+  type SimDiskOperation,
+  type SimDiskStats,
+} from "./disk.ts";
 export {
   type DriveOptions,
   driveThrough,

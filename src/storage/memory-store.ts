@@ -103,7 +103,14 @@ export class MemoryStore implements LogStore {
   }
 
   setHardState(group: GroupId, state: HardState): void {
-    this.group(group).state = state;
+    const log = this.group(group);
+    const previous = log.state;
+    assert(state.term >= previous.term, `hard state term goes back from ${previous.term} to ${state.term}`);
+    assert(
+      state.term > previous.term || previous.vote === null || state.vote === previous.vote,
+      `vote in term ${state.term} changes from ${previous.vote} to ${state.vote}`,
+    );
+    log.state = state;
   }
 
   truncate(group: GroupId, fromIndex: number): void {

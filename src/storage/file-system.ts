@@ -1,0 +1,136 @@
+// The FileSystem port: every file operation of the disk store goes through it, so the
+// simulator can swap in SimDisk (src/sim/disk.ts: crashes, torn writes, bit flips) and run the
+// same store code. `nodeFileSystem` is the real one, on node:fs.
+//
+// Contract (what the store relies on, and what SimDisk models):
+// - `write` and `truncate` reach the disk only after the handle's `sync()` (fdatasync) resolves;
+//   a crash before that may lose them, or keep a prefix of them, torn at any byte.
+// - Creating, renaming and unlinking a file reach the disk only after `syncDirectory(dir)` of
+//   its directory resolves. The port never fsyncs a directory by itself: the store decides when
+//   (one directory fsync can cover many files).
+// - Reads are synchronous (the Raft core reads its log synchronously) and see every write made
+//   so far, synced or not.
+// Trap: after a failed `sync()`, the kernel may have dropped the dirty pages and marked them
+// clean: a later `sync()` can succeed without the data being on disk. Callers must treat a
+// failed sync as the end of the file's trustworthiness (the store's fsync gate).
+import { closeSync, readSync as fsReadSync, fstatSync, openSync } from "node:fs";
+import { mkdir, open, readdir, rename, unlink } from "node:fs/promises";
+
+export interface FileHandle {
+  readonly path: string;
+  /** Writes all of `data` at byte `position`; not durable until `sync()`. */
+  write(data: Uint8Array, position: number): Promise<void>;
+  /** fdatasync: every write and truncate before the call is durable once it resolves. */
+  sync(): Promise<void>;
+  /** Reads up to `length` bytes at `position` into `target[targetOffset..]`; returns the count
+   *  read (short at the end of the file). */
+  readSync(target: Uint8Array, targetOffset: number, length: number, position: number): number;
+  /** The file's current size in bytes (including unsynced writes). */
+  size(): Promise<number>;
+  /** Cuts (or extends with zeros) the file to `size` bytes; durable after `sync()`. */
+  truncate(size: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** "create": create the file, or empty it if it exists. "existing": open an existing file. */
+export type OpenMode = "create" | "existing";
+
+export interface FileSystem {
+  /** Opens `path` for reading and writing. Rejects if "existing" and the file is missing. */
+  open(path: string, mode: OpenMode): Promise<FileHandle>;
+  /** The whole content of `path`, read synchronously (snapshot files). Throws if missing. */
+  readFileSync(path: string): Uint8Array;
+  /** Names (not paths) of the files in `dir`, in no particular order. */
+  list(dir: string): Promise<readonly string[]>;
+  /** Removes `path`; durable after `syncDirectory`. */
+  unlink(path: string): Promise<void>;
+  /** Atomically replaces `to` with `from`; durable after `syncDirectory`. */
+  rename(from: string, to: string): Promise<void>;
+  /** fsync of a directory: every create, rename and unlink in it so far is durable once it resolves. */
+  syncDirectory(dir: string): Promise<void>;
+  /** mkdir -p: creates `dir` and its missing parents; durable at once (a simplification). */
+  mkdirp(dir: string): Promise<void>;
+}
+
+class NodeFileHandle implements FileHandle {
+  readonly path: string;
+  private readonly handle: Awaited<ReturnType<typeof open>>;
+
+  constructor(path: string, handle: Awaited<ReturnType<typeof open>>) {
+    this.path = path;
+    this.handle = handle;
+  }
+
+  async write(data: Uint8Array, position: number): Promise<void> {
+    let done = 0;
+    while (done < data.byteLength) {
+      const { bytesWritten } = await this.handle.write(data, done, data.byteLength - done, position + done);
+      if (bytesWritten <= 0) throw new Error(`write to ${this.path} made no progress`);
+      done += bytesWritten;
+    }
+  }
+
+  sync(): Promise<void> {
+    return this.handle.datasync();
+  }
+
+  readSync(target: Uint8Array, targetOffset: number, length: number, position: number): number {
+    let done = 0;
+    while (done < length) {
+      const read = fsReadSync(this.handle.fd, target, targetOffset + done, length - done, position + done);
+      if (read === 0) break;
+      done += read;
+    }
+    return done;
+  }
+
+  async size(): Promise<number> {
+    return (await this.handle.stat()).size;
+  }
+
+  truncate(size: number): Promise<void> {
+    return this.handle.truncate(size);
+  }
+
+  close(): Promise<void> {
+    return this.handle.close();
+  }
+}
+
+/** The real file system (node:fs). `sync()` is fdatasync; `syncDirectory` fsyncs the directory. */
+export const nodeFileSystem: FileSystem = {
+  async open(path, mode) {
+    const handle = await open(path, mode === "create" ? "w+" : "r+");
+    return new NodeFileHandle(path, handle);
+  },
+  readFileSync(path) {
+    const fd = openSync(path, "r");
+    try {
+      const size = fstatSync(fd).size;
+      const bytes = Buffer.allocUnsafe(size);
+      let done = 0;
+      while (done < size) {
+        const read = fsReadSync(fd, bytes, done, size - done, done);
+        if (read === 0) break;
+        done += read;
+      }
+      return done === size ? bytes : bytes.subarray(0, done);
+    } finally {
+      closeSync(fd);
+    }
+  },
+  list: (dir) => readdir(dir),
+  unlink: (path) => unlink(path),
+  rename: (from, to) => rename(from, to),
+  async syncDirectory(dir) {
+    const handle = await open(dir, "r");
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  },
+  async mkdirp(dir) {
+    await mkdir(dir, { recursive: true });
+  },
+};
