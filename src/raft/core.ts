@@ -275,7 +275,9 @@ export class RaftNode {
     if (this.electionElapsed < this.config.electionTicks) {
       this.electionElapsed = this.config.electionTicks;
       this.randomizedElectionTimeout =
-        this.config.electionTicks + this.config.heartbeatTicks + this.random.nextInt(this.config.electionTicks);
+        this.config.electionTicks +
+        this.config.heartbeatTicks +
+        this.random.nextInt(this.config.electionTicks);
     }
   }
 
@@ -570,7 +572,12 @@ export class RaftNode {
       message.from < this.id &&
       message.index === this.log.lastIndex() &&
       message.logTerm === this.log.lastTerm();
-    if (canVote && !tieLost && this.damagedUpTo === 0 && this.log.isUpToDate(message.index, message.logTerm)) {
+    if (
+      canVote &&
+      !tieLost &&
+      this.damagedUpTo === 0 &&
+      this.log.isUpToDate(message.index, message.logTerm)
+    ) {
       // A granted pre-vote answers in the candidate's future term (§9.6).
       this.send({
         ...emptyMessage,
