@@ -67,6 +67,8 @@ interface ReadRound {
 }
 
 const voteContextTransfer = 1;
+/** What an entry costs beyond its data (object, index, term, waiter), for the uncommitted limit. */
+export const entryOverheadBytes = 128;
 const noConfiguration: Configuration = { voters: [], learners: [] };
 
 function responseTypeOf(type: MessageType): MessageType {
@@ -340,7 +342,9 @@ export class RaftNode {
     }
     const hardState = this.currentHardState();
     const soft = this.prevSoftState;
+    const previous = this.prevHardState;
     const ready: Ready = {
+      persistBeforeSending: previous.term !== this.term || previous.vote !== this.vote,
       softState:
         soft.leader !== this.leader || soft.role !== this.role
           ? { leader: this.leader, role: this.role }
@@ -403,9 +407,36 @@ export class RaftNode {
 
   private tickElection(): void {
     this.electionElapsed += 1;
-    if (this.promotable() && this.electionElapsed >= this.randomizedElectionTimeout) {
-      this.electionElapsed = 0;
-      this.campaign(this.config.preVote ? "preElection" : "election");
+    if (this.electionElapsed < this.randomizedElectionTimeout) return;
+    this.electionElapsed = 0;
+    if (this.promotable()) this.campaign(this.config.preVote ? "preElection" : "election");
+    else if (
+      this.leader === null &&
+      this.configuration.learners.concat(this.configuration.voters).includes(this.id)
+    ) {
+      this.nudge();
+    }
+  }
+
+  /**
+   * A replica that may not campaign (a learner, or one repairing damage) and knows no leader
+   * asks to be found: a rejection carrying its last index wakes quiesced replicas (whose
+   * timers then run) and makes a leader probe it. Without it, a learner or damaged replica
+   * restarted under a quiesced group would wait for a leader forever.
+   */
+  private nudge(): void {
+    const lastIndex = this.log.lastIndex();
+    for (const voter of this.configuration.voters) {
+      if (voter === this.id) continue;
+      this.send({
+        ...emptyMessage,
+        type: "appendResponse",
+        to: voter,
+        term: this.term,
+        index: lastIndex,
+        reject: true,
+        rejectHint: lastIndex,
+      });
     }
   }
 
@@ -423,7 +454,8 @@ export class RaftNode {
     if (this.heartbeatElapsed >= this.config.heartbeatTicks) {
       this.heartbeatElapsed = 0;
       const quiesce = this.canQuiesce();
-      this.bcastHeartbeat(0, quiesce);
+      // Carrying the newest read round's context re-asks for it if its own heartbeats were lost.
+      this.bcastHeartbeat(this.readRounds.at(-1)?.context ?? 0, quiesce);
       if (quiesce) this.quiesced = true;
     }
   }
@@ -789,6 +821,9 @@ export class RaftNode {
   private handleHeartbeatResponse(message: Message, progress: Progress): void {
     progress.recentActive = true;
     progress.probeSent = false;
+    // The follower is alive but its window is full: appends were lost. Free one slot so the
+    // next append goes out; its gap makes the follower reject, and the leader probes back.
+    if (progress.state === "replicate" && progress.inflights.full()) progress.inflights.freeFirst();
     if (progress.match < this.log.lastIndex()) this.sendAppend(message.from, true);
     if (message.context === 0) return;
     const position = this.readRounds.findIndex((round) => round.context === message.context);
@@ -804,11 +839,12 @@ export class RaftNode {
 
   // ---- leader actions -----------------------------------------------------------------
 
-  private proposalProblem(bytes: number): ProposalError | null {
+  private proposalProblem(dataBytes: number): ProposalError | null {
+    const bytes = dataBytes + entryOverheadBytes;
     if (this.role !== "leader") return { tag: "NotLeader", leader: this.leader };
     if (this.transferee !== null) return { tag: "Transferring", to: this.transferee };
-    if (bytes > this.config.maxEntryBytes)
-      return { tag: "TooLarge", bytes, limitBytes: this.config.maxEntryBytes };
+    if (dataBytes > this.config.maxEntryBytes)
+      return { tag: "TooLarge", bytes: dataBytes, limitBytes: this.config.maxEntryBytes };
     if (this.uncommittedBytes > 0 && this.uncommittedBytes + bytes > this.config.maxUncommittedBytes) {
       return {
         tag: "Overloaded",
@@ -823,8 +859,8 @@ export class RaftNode {
     this.wake();
     const index = this.log.lastIndex() + 1;
     this.log.append([{ index, term: this.term, kind, data }]);
-    this.uncommitted.push({ index, bytes: data.byteLength });
-    this.uncommittedBytes += data.byteLength;
+    this.uncommitted.push({ index, bytes: data.byteLength + entryOverheadBytes });
+    this.uncommittedBytes += data.byteLength + entryOverheadBytes;
     this.appendPending = true;
     return { ok: true, index, term: this.term };
   }

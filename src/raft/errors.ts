@@ -10,7 +10,9 @@ export type ProposalError =
   | { readonly tag: "Overloaded"; readonly uncommittedBytes: number; readonly limitBytes: number }
   | { readonly tag: "TooLarge"; readonly bytes: number; readonly limitBytes: number }
   | { readonly tag: "ConfigChangePending"; readonly index: number }
-  | { readonly tag: "InvalidConfigChange"; readonly reason: string };
+  | { readonly tag: "InvalidConfigChange"; readonly reason: string }
+  /** The proposal was appended, then leadership was lost or a snapshot covered it: it may or may not commit. */
+  | { readonly tag: "OutcomeUnknown"; readonly reason: string };
 
 export type ProposalResult =
   | { readonly ok: true; readonly index: number; readonly term: number }

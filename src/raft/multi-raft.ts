@@ -18,12 +18,21 @@
 // the sync covering it resolved. Traps: a proposal resolves when its entry is applied with
 // the term it was proposed in; another term at that index means it was lost (NotLeader).
 import type { Clock, Random, Timer } from "../ports/index.ts";
-import type { Configuration, Entry, GroupId, LogStore, NodeId, Snapshot } from "../storage/index.ts";
+import {
+  type Configuration,
+  type Entry,
+  type GroupId,
+  type LogStore,
+  type NodeId,
+  type Snapshot,
+  StorageClosedError,
+  StorageFailedError,
+} from "../storage/index.ts";
 import { batchIsEmpty, fromBatch, type RaftBatch, toBatches } from "./batch.ts";
 import { defaultRaftConfig, type RaftConfig } from "./config.ts";
 import type { ConfigChange } from "./configuration.ts";
 import { RaftNode } from "./core.ts";
-import type { ProposalError, ProposalResult } from "./errors.ts";
+import { assert, type ProposalError, type ProposalResult } from "./errors.ts";
 import type { Message, Ready, SoftState } from "./types.ts";
 
 export interface RaftTransport {
@@ -52,6 +61,10 @@ export interface MultiRaftOptions {
   readonly stateMachine: StateMachine;
   /** Most groups on this router. Default 65,536 (one per partition). */
   readonly groupsMax?: number;
+  /** The store failed (a write or an fsync): every group has stopped. */
+  readonly onFailure?: (error: Error) => void;
+  /** A broken invariant: by default the error is rethrown to stop the process; the simulator records it. */
+  readonly onFatal?: (error: Error) => void;
 }
 
 /** A proposal, read or transfer the Raft core refused; `error.tag` says why. */
@@ -96,6 +109,10 @@ export class MultiRaft {
   readonly config: RaftConfig;
   private readonly options: MultiRaftOptions;
   private readonly nodes = new Map<GroupId, RaftNode>();
+  /** Groups the store holds (recovered at open, or created here). */
+  private readonly stored: Set<GroupId>;
+  /** Per group, the index the state machine has applied (the shell's own count, see resolveReads). */
+  private readonly applied = new Map<GroupId, number>();
   private readonly awake = new Set<RaftNode>();
   private readonly dirty = new Set<RaftNode>();
   /** Peers of each group, and how many groups share each peer. */
@@ -130,7 +147,8 @@ export class MultiRaft {
     this.options = options;
     this.id = options.id;
     this.config = options.config ?? defaultRaftConfig;
-    for (const group of options.store.groups()) this.group(group);
+    this.stored = new Set(options.store.groups());
+    for (const group of this.stored) this.group(group);
   }
 
   /** Starts the ticker. */
@@ -160,12 +178,15 @@ export class MultiRaft {
   group(group: GroupId): RaftNode | undefined {
     const existing = this.nodes.get(group);
     if (existing !== undefined) return existing;
-    const log = this.options.store.group(group);
-    const known = log.lastIndex() > 0 || log.snapshotMeta() !== null || log.hardState().term > 0;
+    // Nothing is created in the store for a group this router does not replicate: a peer
+    // naming arbitrary group ids must not make it grow.
+    const known = this.stored.has(group);
     const initial = known ? null : this.options.configurationOf(group);
     if (!known && (initial === null || !initial.voters.concat(initial.learners).includes(this.id)))
       return undefined;
     if (this.nodes.size >= (this.options.groupsMax ?? 65_536)) return undefined;
+    this.stored.add(group);
+    const log = this.options.store.group(group);
     if (initial !== null) {
       // Bootstrap: the first configuration is a snapshot at index 0, so it survives restarts
       // even if the assignment that produced it has changed since.
@@ -182,6 +203,7 @@ export class MultiRaft {
       config: this.config,
     });
     this.nodes.set(group, node);
+    this.applied.set(group, node.log.applied);
     this.setGroupPeers(group, node);
     this.awake.add(node);
     this.dirty.add(node);
@@ -274,6 +296,16 @@ export class MultiRaft {
       const heard = this.lastHeardTick.get(peer) ?? 0;
       if (!this.peersDown.has(peer) && this.ticks - heard > this.config.electionTicks) this.peerDown(peer);
     }
+    if (this.flushing) {
+      // A round is waiting on the disk: the router's liveness beat must not wait with it, or
+      // one slow fsync would make every peer declare this router down.
+      for (const peer of this.peerGroups.keys()) {
+        if (this.ticks - (this.lastSentTick.get(peer) ?? 0) < this.config.heartbeatTicks) continue;
+        this.lastSentTick.set(peer, this.ticks);
+        this.counters.batchesSent += 1;
+        this.options.transport.send({ from: this.id, to: peer, beats: [], beatResponses: [], messages: [] });
+      }
+    }
     this.scheduleFlush(true);
   }
 
@@ -333,7 +365,9 @@ export class MultiRaft {
         ready.snapshot !== null ||
         ready.entries.length > 0 ||
         ready.hardState !== null;
-      for (const message of ready.messages) (earlyTypes.has(message.type) ? early : late).push(message);
+      for (const message of ready.messages) {
+        (earlyTypes.has(message.type) && !ready.persistBeforeSending ? early : late).push(message);
+      }
     }
     this.sendAll(early, false);
     for (const [node, ready] of work) {
@@ -351,8 +385,9 @@ export class MultiRaft {
     for (const [node, ready] of work) {
       this.applyReady(node, ready);
       node.advance(ready);
-      if (ready.committedEntries.some((entry) => entry.kind === "config"))
+      if (ready.snapshot !== null || ready.committedEntries.some((entry) => entry.kind === "config")) {
         this.setGroupPeers(node.group, node);
+      }
       this.resolveReads(node);
       if (!node.quiesced) this.awake.add(node);
       if (node.hasReady()) this.dirty.add(node);
@@ -382,13 +417,29 @@ export class MultiRaft {
 
   private applyReady(node: RaftNode, ready: Ready): void {
     const group = node.group;
-    if (ready.snapshot !== null) this.options.stateMachine.restore(group, ready.snapshot);
-    if (ready.committedEntries.length > 0) {
-      const fresh = ready.committedEntries.filter((entry) => entry.index > node.log.applied);
-      if (fresh.length > 0) this.options.stateMachine.apply(group, fresh);
-      const waiters = this.proposals.get(group);
+    const waiters = this.proposals.get(group);
+    if (ready.snapshot !== null) {
+      this.options.stateMachine.restore(group, ready.snapshot);
+      this.applied.set(group, ready.snapshot.meta.index);
       if (waiters !== undefined) {
-        for (const entry of ready.committedEntries) {
+        for (const [index, waiter] of waiters) {
+          if (index > ready.snapshot.meta.index) continue;
+          waiters.delete(index);
+          waiter.reject(
+            new RaftRequestError(group, { tag: "OutcomeUnknown", reason: "a snapshot covered it" }),
+          );
+        }
+      }
+    }
+    if (ready.committedEntries.length > 0) {
+      const appliedBefore = this.applied.get(group) ?? 0;
+      const fresh = ready.committedEntries.filter((entry) => entry.index > appliedBefore);
+      if (fresh.length > 0) {
+        this.options.stateMachine.apply(group, fresh);
+        this.applied.set(group, fresh.at(-1)!.index);
+      }
+      if (waiters !== undefined) {
+        for (const entry of fresh) {
           const waiter = waiters.get(entry.index);
           if (waiter === undefined) continue;
           waiters.delete(entry.index);
@@ -399,7 +450,16 @@ export class MultiRaft {
     }
     if (ready.softState !== null) {
       this.options.stateMachine.leadershipChanged(group, ready.softState);
-      if (ready.softState.role !== "leader") this.rejectReads(node);
+      if (ready.softState.role !== "leader") {
+        this.rejectReads(node);
+        // Appended by us, not applied yet: the next leader may commit them or not.
+        if (waiters !== undefined) {
+          for (const waiter of waiters.values()) {
+            waiter.reject(new RaftRequestError(group, { tag: "OutcomeUnknown", reason: "leadership lost" }));
+          }
+          waiters.clear();
+        }
+      }
     }
     const reads = this.reads.get(group);
     for (const state of ready.readStates) {
@@ -412,7 +472,9 @@ export class MultiRaft {
     const waiters = this.reads.get(node.group);
     if (waiters === undefined) return;
     for (const [requestId, waiter] of waiters) {
-      if (waiter.index >= 0 && node.log.applied >= waiter.index) {
+      // The shell's count, not the core's: a snapshot received while this round waited on the
+      // disk moves the core's applied index before the state machine has restored it.
+      if (waiter.index >= 0 && (this.applied.get(node.group) ?? 0) >= waiter.index) {
         waiters.delete(requestId);
         waiter.resolve(waiter.index);
       }
@@ -445,6 +507,7 @@ export class MultiRaft {
         waiters = new Map();
         this.proposals.set(group, waiters);
       }
+      assert(!waiters.has(result.index), `two proposals at index ${result.index} of group ${group}`);
       waiters.set(result.index, { term: result.term, resolve, reject });
     });
   }
@@ -492,8 +555,21 @@ export class MultiRaft {
   }
 
   private fail(error: Error): void {
-    // A failed sync means the disk can no longer be trusted (fsync-gate): stop everything.
+    if (!(error instanceof StorageFailedError || error instanceof StorageClosedError)) {
+      // A broken invariant (an assertion) or a bug in the state machine: stop the process.
+      this.stop();
+      const fatal =
+        this.options.onFatal ??
+        ((cause: Error) =>
+          queueMicrotask(() => {
+            throw cause;
+          }));
+      fatal(error);
+      return;
+    }
+    // The disk can no longer be trusted (the fsync gate): stop every group, say why.
     this.failure = error;
     this.stop();
+    this.options.onFailure?.(error);
   }
 }

@@ -43,6 +43,15 @@ export class Inflights {
     if (this.count === 0) this.start = 0;
   }
 
+  /** Frees the oldest in-flight append (the follower answered a heartbeat: appends were lost). */
+  freeFirst(): void {
+    if (this.count === 0) return;
+    this.bytes -= this.sizes[this.start]!;
+    this.start = (this.start + 1) % this.maxCount;
+    this.count -= 1;
+    if (this.count === 0) this.start = 0;
+  }
+
   full(): boolean {
     return this.count >= this.maxCount || this.bytes >= this.maxBytes;
   }

@@ -235,10 +235,18 @@ describe("damage (protocol-aware recovery)", () => {
     expect(b.role).toBe("follower");
     for (const type of ["preVote", "vote"] as const)
       b.step(message({ type, from: "c", to: "b", term: 2, index: 9, logTerm: 2 }));
-    expect(b.ready().messages.map((m) => [m.type, m.reject])).toEqual([
+    const sent = b.ready().messages;
+    expect(sent.filter((m) => m.type !== "appendResponse").map((m) => [m.type, m.reject])).toEqual([
       ["preVoteResponse", true],
       ["voteResponse", true],
     ]);
+    // Knowing no leader, it asks to be found instead: rejections carrying its last index.
+    expect(sent.filter((m) => m.type === "appendResponse").every((m) => m.reject && m.rejectHint === 0)).toBe(
+      true,
+    );
+    expect(new Set(sent.filter((m) => m.type === "appendResponse").map((m) => m.to))).toEqual(
+      new Set(["a", "c"]),
+    );
   });
 
   it("a damaged replica is repaired once its log matches a current leader's, and records it durably", () => {

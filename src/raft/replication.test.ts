@@ -6,7 +6,7 @@ import { describe, expect, it } from "vitest";
 import type { Random } from "../ports/index.ts";
 import { type Entry, type HardState, MemoryStore, type NodeId } from "../storage/index.ts";
 import { defaultRaftConfig, type RaftConfig } from "./config.ts";
-import { RaftNode } from "./core.ts";
+import { entryOverheadBytes, RaftNode } from "./core.ts";
 import { bytes, RaftHarness } from "./harness.sim.ts";
 import { emptyMessage, type Message, type Ready } from "./types.ts";
 
@@ -362,7 +362,8 @@ describe("proposal errors", () => {
   });
 
   it("a proposal over maxEntryBytes is TooLarge; past maxUncommittedBytes the leader is Overloaded until commit", () => {
-    const leader = replicatingLeader({ maxEntryBytes: 8, maxUncommittedBytes: 12 });
+    // Each entry also costs entryOverheadBytes, so that empty proposals cannot pile up unbounded.
+    const leader = replicatingLeader({ maxEntryBytes: 8, maxUncommittedBytes: 12 + 2 * entryOverheadBytes });
     expect(leader.raft.propose(new Uint8Array(9))).toEqual({
       ok: false,
       error: { tag: "TooLarge", bytes: 9, limitBytes: 8 },
@@ -370,7 +371,11 @@ describe("proposal errors", () => {
     expect(leader.raft.propose(new Uint8Array(8))).toMatchObject({ ok: true, index: 2, term: 1 });
     expect(leader.raft.propose(new Uint8Array(5))).toEqual({
       ok: false,
-      error: { tag: "Overloaded", uncommittedBytes: 8, limitBytes: 12 },
+      error: {
+        tag: "Overloaded",
+        uncommittedBytes: 8 + entryOverheadBytes,
+        limitBytes: 12 + 2 * entryOverheadBytes,
+      },
     });
     expect(leader.raft.propose(new Uint8Array(4)).ok).toBe(true); // exactly at the limit
     flush(leader);

@@ -91,6 +91,11 @@ export interface SoftState {
  * 5. call `advance(ready)`.
  */
 export interface Ready {
+  /**
+   * True when this Ready changes the term or the vote: then even a leader's appends wait for the
+   * sync (a leader may send its appends before its own fsync only in a term already durable).
+   */
+  readonly persistBeforeSending: boolean;
   readonly softState: SoftState | null;
   readonly hardState: HardState | null;
   /** Non-zero: drop this index and everything after it (a damaged range; see HardState.damagedUpTo). */
