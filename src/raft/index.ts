@@ -20,6 +20,7 @@ export {
 export { RaftNode, type RaftNodeOptions } from "./core.ts";
 export type { ProposalError, ProposalResult } from "./errors.ts";
 export {
+  type LinkRaftOversized,
   LinkRaftTransport,
   type LinkRaftTransportOptions,
   type LinkRaftTransportStats,
