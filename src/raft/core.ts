@@ -20,7 +20,7 @@
 // leader.ts (replication, commit, reads, transfer, quiescence) and this file (the inputs,
 // elections, followers and candidates, Ready and advance).
 import type { Entry, NodeId } from "../storage/index.ts";
-import { applyConfigChange, configChangeProblem, decodeConfigChange, quorumOf } from "./configuration.ts";
+import { quorumOf } from "./configuration.ts";
 import { assert } from "./errors.ts";
 import { LeaderRole } from "./leader.ts";
 import type { RaftNodeOptions } from "./raft-state.ts";
@@ -39,7 +39,7 @@ export class RaftNode extends LeaderRole {
   constructor(options: RaftNodeOptions) {
     super(options);
     try {
-      this.replayConfigUpTo(this.log.applied);
+      this.loadConfiguration();
     } catch (error) {
       this.handleStorageError(error);
     }
@@ -196,9 +196,16 @@ export class RaftNode extends LeaderRole {
       }
     }
     for (const entry of ready.committedEntries) {
-      if (entry.index <= this.log.applied) continue;
-      this.log.applied = entry.index;
-      if (entry.kind === "config") this.applyConfigEntry(entry);
+      if (entry.index > this.log.applied) this.log.applied = entry.index;
+    }
+    this.foldCommittedConfiguration();
+    // Thesis §4.2.2: a leader outside the configuration it committed steps down.
+    if (
+      this.role === "leader" &&
+      this.configEntries.length === 0 &&
+      !this.configuration.voters.includes(this.id)
+    ) {
+      this.becomeFollower(this.term, null);
     }
   }
 
@@ -391,6 +398,7 @@ export class RaftNode extends LeaderRole {
       return;
     }
     const lastNew = this.log.maybeAppend(message.index, message.logTerm, message.entries);
+    if (lastNew >= 0) this.syncConfiguration(message.entries);
     if (lastNew < 0) {
       this.send({
         ...emptyMessage,
@@ -448,7 +456,7 @@ export class RaftNode extends LeaderRole {
       this.log.commitTo(index); // our log already holds it: fast-forward (§7)
     } else {
       this.log.restore(snapshot);
-      this.configuration = snapshot.meta.configuration;
+      this.restoreConfiguration(snapshot.meta.configuration, index);
       if (this.damagedUpTo !== 0 && index >= this.damagedUpTo) this.damagedUpTo = 0;
     }
     this.send({
@@ -460,48 +468,13 @@ export class RaftNode extends LeaderRole {
     });
   }
 
-  private applyConfigEntry(entry: Entry): void {
-    const change = decodeConfigChange(entry.data);
-    assert(change !== null, `config entry ${entry.index} of group ${this.group} does not decode`);
-    if (configChangeProblem(this.configuration, change) !== null) return; // already in force
-    this.configuration = applyConfigChange(this.configuration, change);
-    if (this.role !== "leader") return;
-    if (!this.configuration.voters.includes(this.id)) {
-      this.becomeFollower(this.term, null); // thesis §4.2.2: a removed leader steps down once committed
-      return;
-    }
-    const next = this.log.lastIndex() + 1;
-    for (const id of this.progress.keys()) {
-      if (!this.configuration.voters.includes(id) && !this.configuration.learners.includes(id))
-        this.progress.delete(id);
-    }
-    for (const id of this.configuration.voters) {
-      const existing = this.progress.get(id);
-      if (existing === undefined) this.addProgress(id, next, false);
-      else existing.isLearner = false;
-    }
-    for (const id of this.configuration.learners) {
-      if (!this.progress.has(id)) this.addProgress(id, next, true);
-    }
-    if (this.transferee !== null && !this.configuration.voters.includes(this.transferee))
-      this.transferee = null;
-    if (this.maybeCommit()) this.bcastAppend();
-    else this.appendPending = true;
-  }
-
-  /** At start, re-applies config entries the application had already applied past the snapshot. */
-  private replayConfigUpTo(applied: number): void {
+  /** At start: every config entry in the log after the snapshot is in force (thesis §4.1). */
+  private loadConfiguration(): void {
     let index = this.log.firstIndex();
-    while (index <= applied) {
-      const entries = this.log.slice(index, applied + 1, this.config.maxApplyBytes);
-      for (const entry of entries) {
-        if (entry.kind !== "config") continue;
-        const change = decodeConfigChange(entry.data);
-        assert(change !== null, `config entry ${entry.index} of group ${this.group} does not decode`);
-        if (configChangeProblem(this.configuration, change) === null) {
-          this.configuration = applyConfigChange(this.configuration, change);
-        }
-      }
+    const last = this.log.lastIndex();
+    while (index <= last) {
+      const entries = this.log.slice(index, last + 1, this.config.maxApplyBytes);
+      this.syncConfiguration(entries);
       index += entries.length;
     }
   }

@@ -28,6 +28,26 @@ export class LeaderRole extends RaftState {
     this.appendPending = true;
   }
 
+  /** A new configuration (appended, undone, or from a snapshot): track exactly its replicas. */
+  protected override configurationChanged(): void {
+    if (this.role !== "leader") return;
+    const next = this.log.lastIndex() + 1;
+    const members = new Set([...this.configuration.voters, ...this.configuration.learners]);
+    for (const id of this.progress.keys()) {
+      // The leader keeps its own progress while removed: it leads until the change commits (§4.2.2).
+      if (id !== this.id && !members.has(id)) this.progress.delete(id);
+    }
+    for (const id of members) {
+      const existing = this.progress.get(id);
+      if (existing === undefined) this.addProgress(id, next, !this.configuration.voters.includes(id));
+      else existing.isLearner = !this.configuration.voters.includes(id);
+    }
+    if (this.transferee !== null && !this.configuration.voters.includes(this.transferee))
+      this.transferee = null;
+    if (this.maybeCommit()) this.bcastAppend();
+    else this.appendPending = true;
+  }
+
   protected tickHeartbeat(): void {
     this.heartbeatElapsed += 1;
     this.electionElapsed += 1;
@@ -149,7 +169,9 @@ export class LeaderRole extends RaftState {
   protected appendProposal(kind: "normal" | "config", data: Uint8Array): ProposalResult {
     this.wake();
     const index = this.log.lastIndex() + 1;
-    this.log.append([{ index, term: this.term, kind, data }]);
+    const entry = { index, term: this.term, kind, data };
+    this.log.append([entry]);
+    this.syncConfiguration([entry]); // thesis §4.1: in force from now, not from commit
     this.uncommitted.push({ index, bytes: data.byteLength + entryOverheadBytes });
     this.uncommittedBytes += data.byteLength + entryOverheadBytes;
     this.appendPending = true;

@@ -227,7 +227,7 @@ describe("single-server changes (§4.1, §4.2.2)", () => {
     });
   });
 
-  it("§4.1 configuration entries are re-applied after a restart of every replica", () => {
+  it("§4.1 after a restart of every replica, the configuration entries in each log are in force again", () => {
     const h = harness(["a", "b", "c"]);
     h.elect("a");
     h.addNode("d");
@@ -240,8 +240,10 @@ describe("single-server changes (§4.1, §4.2.2)", () => {
     const ids = ["a", "b", "c", "d"];
     for (const id of ids) h.crash(id);
     for (const id of ids) h.restart(id);
-    h.stabilize(); // each replica re-applies its committed entries, config entries included
-    for (const configuration of configurations(h, ids))
+    h.stabilize();
+    // c was removed by the last entry, which the leader no longer sends it (§4.1): c's own log
+    // may not hold it, so only the remaining members are certain to know.
+    for (const configuration of configurations(h, ["a", "b", "d"]))
       expect(configuration).toEqual({ voters: ["a", "b", "d"], learners: [] });
     runUntil(h, () => h.leader() !== null);
     expect(["a", "b", "d"]).toContain(h.leader()!.id);

@@ -30,7 +30,7 @@ import {
 } from "../storage/index.ts";
 import { batchIsEmpty, fromBatch, type RaftBatch, toBatches } from "./batch.ts";
 import { defaultRaftConfig, type RaftConfig } from "./config.ts";
-import type { ConfigChange } from "./configuration.ts";
+import { type ConfigChange, encodeConfigChange } from "./configuration.ts";
 import { RaftNode } from "./core.ts";
 import { assert, type ProposalError, type ProposalResult } from "./errors.ts";
 import type { Message, Ready, SoftState } from "./types.ts";
@@ -56,7 +56,12 @@ export interface MultiRaftOptions {
   readonly clock: Clock;
   readonly random: Random;
   readonly config?: RaftConfig;
-  /** The replicas of a group this router has no state for; null if it is not one of them. */
+  /**
+   * The first replicas of a group this router has no state for (null if none yet), used to
+   * bootstrap it when it lists this router. Every router must get the same answer for a new
+   * group: two different first configurations could elect two leaders. Replicas added later
+   * come from membership changes, not from here.
+   */
   readonly configurationOf: (group: GroupId) => Configuration | null;
   readonly stateMachine: StateMachine;
   /** Most groups on this router. Default 65,536 (one per partition). */
@@ -103,6 +108,8 @@ interface ReadWaiter {
 }
 
 const earlyTypes = new Set<Message["type"]>(["append", "heartbeat", "snapshot", "timeoutNow"]);
+/** Messages that may create an empty replica of a group this router does not hold yet. */
+const creatingTypes = new Set<Message["type"]>(["append", "heartbeat", "snapshot", "vote", "preVote"]);
 
 export class MultiRaft {
   readonly id: NodeId;
@@ -176,24 +183,45 @@ export class MultiRaft {
 
   /** The group's node, created if `configurationOf` lists this router; undefined otherwise. */
   group(group: GroupId): RaftNode | undefined {
+    return this.groupFor(group, false);
+  }
+
+  /**
+   * The group's node, created if needed: bootstrapped from `configurationOf` if it lists this
+   * router, or else (`asked`: a leader's append, heartbeat or snapshot, or a candidate's vote
+   * request) created empty, as a replica being added to the group: it has no configuration,
+   * never campaigns, and learns everything (its membership included) from the leader's log or
+   * snapshot. It may vote (an empty log grants any candidate, which is safe): a group whose
+   * new voter has not received anything yet can still reach a quorum.
+   */
+  private groupFor(group: GroupId, asked: boolean): RaftNode | undefined {
     const existing = this.nodes.get(group);
     if (existing !== undefined) return existing;
     // Nothing is created in the store for a group this router does not replicate: a peer
-    // naming arbitrary group ids must not make it grow.
+    // naming arbitrary group ids must not make it grow (groupsMax bounds what leaders can add).
     const known = this.stored.has(group);
-    const initial = known ? null : this.options.configurationOf(group);
-    if (!known && (initial === null || !initial.voters.concat(initial.learners).includes(this.id)))
-      return undefined;
+    let initial = known ? null : this.options.configurationOf(group);
+    if (initial !== null && !initial.voters.concat(initial.learners).includes(this.id)) initial = null;
+    if (!known && initial === null && !asked) return undefined;
     if (this.nodes.size >= (this.options.groupsMax ?? 65_536)) return undefined;
     this.stored.add(group);
     const log = this.options.store.group(group);
     if (initial !== null) {
-      // Bootstrap: the first configuration is a snapshot at index 0, so it survives restarts
-      // even if the assignment that produced it has changed since.
-      this.options.store.compact(group, {
-        meta: { index: 0, term: 0, configuration: initial },
-        data: new Uint8Array(0),
-      });
+      // Bootstrap, as etcd does: the first configuration is a run of config entries at term 1,
+      // the same on every first replica and committed by construction. Replicas added later
+      // receive them from the leader like any entry, so they learn the group from index 1.
+      const changes: ConfigChange[] = [
+        ...[...initial.voters].sort().map((node) => ({ type: "addVoter" as const, node })),
+        ...[...initial.learners].sort().map((node) => ({ type: "addLearner" as const, node })),
+      ];
+      const entries = changes.map((change, position) => ({
+        index: position + 1,
+        term: 1,
+        kind: "config" as const,
+        data: encodeConfigChange(change),
+      }));
+      this.options.store.append(group, entries);
+      this.options.store.setHardState(group, { term: 1, vote: null, commit: entries.length, damagedUpTo: 0 });
     }
     const node = new RaftNode({
       id: this.id,
@@ -272,7 +300,7 @@ export class MultiRaft {
     this.counters.batchesReceived += 1;
     this.heard(batch.from);
     for (const message of fromBatch(batch)) {
-      const node = this.group(message.group);
+      const node = this.groupFor(message.group, creatingTypes.has(message.type));
       if (node === undefined) {
         this.counters.droppedUnknownGroup += 1;
         continue;

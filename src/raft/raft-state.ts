@@ -11,6 +11,7 @@ import type { Random } from "../ports/index.ts";
 import {
   type Configuration,
   type Damage,
+  type Entry,
   type GroupId,
   type GroupLog,
   type HardState,
@@ -18,6 +19,7 @@ import {
   StorageDamageError,
 } from "../storage/index.ts";
 import { defaultRaftConfig, type RaftConfig } from "./config.ts";
+import { applyConfigChange, configChangeProblem, decodeConfigChange } from "./configuration.ts";
 import { assert } from "./errors.ts";
 import { Progress } from "./progress.ts";
 import { RaftLog } from "./raft-log.ts";
@@ -53,8 +55,19 @@ export class RaftState {
   vote: NodeId | null;
   leader: NodeId | null = null;
   role: Role = "follower";
-  /** The configuration as of the applied index. */
+  /**
+   * The configuration in force: the latest one in the log, committed or not (thesis §4.1: a
+   * server uses the newest configuration in its log, so a replica whose log could win votes
+   * knows every committed change).
+   */
   configuration: Configuration;
+  /** The configuration of the snapshot (or the bootstrap), plus every committed change folded in. */
+  protected baseConfiguration: Configuration;
+  /**
+   * The uncommitted config entries in the log, oldest first, each with the configuration it
+   * makes. Invariant: each (index, term) is in the log and index > log.committed.
+   */
+  protected configEntries: { index: number; term: number; configuration: Configuration }[] = [];
   /** See HardState.damagedUpTo. */
   damagedUpTo: number;
   /** True while the group is idle and its timers are stopped. */
@@ -98,12 +111,73 @@ export class RaftState {
     this.vote = hard.vote;
     this.damagedUpTo = hard.damagedUpTo;
     this.prevHardState = hard;
-    // A group's first configuration is its bootstrap snapshot at index 0 (multi-raft.ts).
+    // The configuration starts from the snapshot's (a test may bootstrap with one at index 0);
+    // config entries in the log then apply on top (core.ts loadConfiguration, multi-raft.ts bootstrap).
     const snapshotMeta = store.snapshotMeta();
-    this.configuration = snapshotMeta?.configuration ?? noConfiguration;
+    this.baseConfiguration = snapshotMeta?.configuration ?? noConfiguration;
+    this.configuration = this.baseConfiguration;
+    this.foldedIndex = snapshotMeta?.index ?? 0;
     this.log = new RaftLog(store, options.applied ?? snapshotMeta?.index ?? 0);
     this.resetRandomizedElectionTimeout();
   }
+
+  /**
+   * Thesis §4.1: a configuration takes effect as soon as its entry is in the log. Call after
+   * every change of the log: config entries that left it (a conflicting suffix, a damaged
+   * range) are undone, those among `appended` take effect, committed ones are folded into the
+   * base. Calls `configurationChanged()` when the configuration in force changed.
+   */
+  protected syncConfiguration(appended: readonly Entry[]): void {
+    while (this.configEntries.length > 0) {
+      const last = this.configEntries.at(-1)!;
+      if (this.log.term(last.index) === last.term) break;
+      this.configEntries.pop();
+    }
+    for (const entry of appended) {
+      if (entry.kind !== "config" || this.log.term(entry.index) !== entry.term) continue;
+      const last = this.configEntries.at(-1);
+      if (last !== undefined && last.index >= entry.index) continue;
+      if (entry.index <= this.foldedIndex) continue; // already part of the base
+      const change = decodeConfigChange(entry.data);
+      assert(change !== null, `config entry ${entry.index} of group ${this.group} does not decode`);
+      const current = last?.configuration ?? this.baseConfiguration;
+      const next =
+        configChangeProblem(current, change) === null ? applyConfigChange(current, change) : current;
+      this.configEntries.push({ index: entry.index, term: entry.term, configuration: next });
+    }
+    this.foldCommittedConfiguration();
+    const latest = this.configEntries.at(-1)?.configuration ?? this.baseConfiguration;
+    if (latest !== this.configuration) {
+      this.configuration = latest;
+      this.configurationChanged();
+    }
+  }
+
+  /** Committed configurations never revert: they join the base. */
+  protected foldCommittedConfiguration(): void {
+    while (this.configEntries.length > 0 && this.configEntries[0]!.index <= this.log.committed) {
+      const first = this.configEntries.shift()!;
+      this.baseConfiguration = first.configuration;
+      this.foldedIndex = first.index;
+    }
+  }
+
+  /** The index of the last config entry folded into the base (0 if none). */
+  protected foldedIndex = 0;
+
+  /** A snapshot replaced the log: its configuration is the base, nothing is pending. */
+  protected restoreConfiguration(configuration: Configuration, index: number): void {
+    this.baseConfiguration = configuration;
+    this.foldedIndex = index;
+    this.configEntries = [];
+    if (configuration !== this.configuration) {
+      this.configuration = configuration;
+      this.configurationChanged();
+    }
+  }
+
+  /** The configuration in force changed; the leader adjusts its replicas (leader.ts). */
+  protected configurationChanged(): void {}
 
   protected resetRandomizedElectionTimeout(): void {
     this.randomizedElectionTimeout =
@@ -176,6 +250,7 @@ export class RaftState {
     this.truncateFrom = this.truncateFrom === 0 ? from : Math.min(this.truncateFrom, from);
     this.log.discardFrom(from);
     if (this.role !== "follower") this.becomeFollower(this.term, null);
+    this.syncConfiguration([]);
   }
 
   protected send(message: Message): void {

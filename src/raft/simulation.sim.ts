@@ -68,6 +68,8 @@ export interface RaftSimulationOptions {
   readonly config?: Partial<RaftConfig>;
   /** Proposals per simulated second while faults run. */
   readonly proposalsPerSecond?: number;
+  /** Move replicas between routers during the run (needs more routers than replicas). */
+  readonly membershipChanges?: boolean;
 }
 
 export interface RaftSimulationReport {
@@ -76,6 +78,8 @@ export interface RaftSimulationReport {
   readonly acknowledged: number;
   /** Linearizable reads served (each checked against the writes acknowledged before it). */
   readonly reads: number;
+  /** Replica moves completed (learner added, promoted, old voter removed). */
+  readonly moves: number;
   readonly applied: number;
   readonly leaderTerms: number;
   readonly faults: readonly string[];
@@ -87,6 +91,8 @@ interface SimRouter {
   readonly host: string;
   multi: MultiRaft | null;
   socket: DatagramSocket | null;
+  /** Incremented at each crash: a restart still recovering when it changes gives up. */
+  generation: number;
   /** Per group: index of the last entry applied in this process lifetime. */
   applied: Map<GroupId, number>;
   rate: number;
@@ -278,7 +284,16 @@ export async function runRaftSimulation(options: RaftSimulationOptions): Promise
   };
 
   const start = async (router: SimRouter) => {
-    const store = await storage.open(router.id);
+    const generation = router.generation;
+    let store: LogStore;
+    try {
+      store = await storage.open(router.id);
+    } catch (error) {
+      // Crashed again while recovering: its own restart comes later.
+      if (router.generation !== generation) return;
+      throw error;
+    }
+    if (router.generation !== generation) return; // crashed while recovering
     const count = (randomFor.get(router.id) ?? 0) + 1;
     randomFor.set(router.id, count);
     router.applied = new Map();
@@ -323,6 +338,7 @@ export async function runRaftSimulation(options: RaftSimulationOptions): Promise
   };
 
   const crash = (router: SimRouter) => {
+    router.generation += 1;
     router.multi?.stop();
     router.multi = null;
     router.socket = null;
@@ -336,7 +352,15 @@ export async function runRaftSimulation(options: RaftSimulationOptions): Promise
   };
 
   for (const id of ids) {
-    const router: SimRouter = { id, host: id, multi: null, socket: null, applied: new Map(), rate: 1 };
+    const router: SimRouter = {
+      id,
+      host: id,
+      multi: null,
+      socket: null,
+      generation: 0,
+      applied: new Map(),
+      rate: 1,
+    };
     if (faults.clockSkew) router.rate = random.between(0.9, 1.1);
     routers.set(id, router);
     await start(router);
@@ -400,11 +424,56 @@ export async function runRaftSimulation(options: RaftSimulationOptions): Promise
       },
     );
   };
+  const leaderOf = (group: GroupId) =>
+    [...routers.values()].find((router) => router.multi?.group(group)?.role === "leader");
   const transfer = (group: GroupId) => {
-    const leader = [...routers.values()].find((router) => router.multi?.group(group)?.role === "leader");
+    const leader = leaderOf(group);
     if (leader === undefined) return;
-    const others = configurationOf(group).voters.filter((id) => id !== leader.id);
-    leader.multi!.transferLeadership(group, random.pick(others));
+    const others = leader.multi!.group(group)!.configuration.voters.filter((id) => id !== leader.id);
+    if (others.length > 0) leader.multi!.transferLeadership(group, random.pick(others));
+  };
+  // Membership changes (Raft thesis §4.1), one server at a time: a replica moves to a router
+  // outside the group (added as a learner, promoted, then an old voter removed, maybe the
+  // leader itself). The newcomer starts empty and learns the group from its leader.
+  const moving = new Set<GroupId>();
+  let moves = 0;
+  const move = (group: GroupId) => {
+    const leader = leaderOf(group);
+    if (leader === undefined || moving.has(group)) return;
+    const { voters, learners } = leader.multi!.group(group)!.configuration;
+    const outsiders = ids.filter((id) => !voters.includes(id) && !learners.includes(id));
+    if (outsiders.length === 0 || learners.length > 0) return;
+    const newcomer = random.pick(outsiders);
+    const leaving = random.pick(voters);
+    const change = async (type: "addLearner" | "addVoter" | "remove", node: NodeId) => {
+      const current = leaderOf(group);
+      if (current === undefined) throw new RaftRequestError(group, { tag: "NotLeader", leader: null });
+      await current.multi!.proposeConfigChange(group, { type, node });
+    };
+    moving.add(group);
+    inFlight += 1;
+    (async () => {
+      await change("addLearner", newcomer);
+      await change("addVoter", newcomer);
+      await change("remove", leaving);
+    })()
+      .then(
+        () => {
+          moves += 1;
+        },
+        (error: unknown) => {
+          if (
+            !(error instanceof RaftRequestError) &&
+            !(error instanceof Error && error.message === "multi-raft stopped")
+          ) {
+            violation(`membership change failed unexpectedly: ${(error as Error).message}`);
+          }
+        },
+      )
+      .finally(() => {
+        inFlight -= 1;
+        moving.delete(group);
+      });
   };
 
   // ---- fault schedule ----
@@ -498,6 +567,7 @@ export async function runRaftSimulation(options: RaftSimulationOptions): Promise
       const roll = random.nextInt(100);
       if (roll < 10) read(random.nextInt(groupCount));
       else if (roll < 11) transfer(random.nextInt(groupCount));
+      else if (roll < 12 && options.membershipChanges === true) move(random.nextInt(groupCount));
       else propose(random.nextInt(groupCount));
     }
     clock.schedule(interval, workload);
@@ -570,7 +640,8 @@ export async function runRaftSimulation(options: RaftSimulationOptions): Promise
   }
   for (let group = 0; group < groupCount; group++) {
     const last = Math.max(0, ...(agreed.get(group)?.keys() ?? []));
-    for (const id of configurationOf(group).voters) {
+    const members = leaderOf(group)?.multi!.group(group)!.configuration;
+    for (const id of members === undefined ? [] : [...members.voters, ...members.learners]) {
       const router = routers.get(id)!;
       const node = router.multi?.group(group);
       if (node === undefined) continue;
@@ -586,6 +657,7 @@ export async function runRaftSimulation(options: RaftSimulationOptions): Promise
     violations,
     acknowledged: acknowledged.length,
     reads: readsServed,
+    moves,
     applied: appliedCount,
     leaderTerms: terms,
     faults: faultLog,

@@ -81,6 +81,18 @@ describe("Raft simulation", () => {
     timeoutMs,
   );
 
+  test(
+    `replicas move between 5 routers (learner, promote, remove: thesis §4.1), all faults, ${seedCount} seeds on memory and disk stores`,
+    async () => {
+      const options = { routers: 5, replicas: 3, membershipChanges: true } as const;
+      const memory = await runSeeds(40_001, seedCount / 2, { ...options, storage: memorySimStorage });
+      expect(memory.failures).toEqual([]);
+      const disk = await runSeeds(50_001, seedCount / 2, { ...options, storage: diskSimStorage });
+      expect(disk.failures).toEqual([]);
+    },
+    timeoutMs,
+  );
+
   test("the same seed replays the same run", async () => {
     const a = await runRaftSimulation({ seed: 42, storage: memorySimStorage });
     const b = await runRaftSimulation({ seed: 42, storage: memorySimStorage });
