@@ -640,8 +640,13 @@ export async function runRaftSimulation(options: RaftSimulationOptions): Promise
   }
   for (let group = 0; group < groupCount; group++) {
     const last = Math.max(0, ...(agreed.get(group)?.keys() ?? []));
-    const members = leaderOf(group)?.multi!.group(group)!.configuration;
-    for (const id of members === undefined ? [] : [...members.voters, ...members.learners]) {
+    const leader = leaderOf(group);
+    if (leader === undefined) {
+      violation(`group ${group} has no leader at the end`);
+      continue;
+    }
+    const members = leader.multi!.group(group)!.configuration;
+    for (const id of [...members.voters, ...members.learners]) {
       const router = routers.get(id)!;
       const node = router.multi?.group(group);
       if (node === undefined) continue;
