@@ -50,7 +50,10 @@ async function connectFrom(command: string, parsed: Parsed): Promise<Client> {
       );
     }
   };
-  const [ca, cert, key] = await Promise.all([read("ca.pem"), read(`${name}.pem`), read(`${name}.key`)]);
+  // One after the other, so the file named in the error is always the first one missing.
+  const ca = await read("ca.pem");
+  const cert = await read(`${name}.pem`);
+  const key = await read(`${name}.key`);
   try {
     return await connect({ seeds, ca, cert, key, transport, reconnectAttemptsMax: 20 });
   } catch (error) {
