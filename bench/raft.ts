@@ -57,6 +57,8 @@ interface CommitResult {
   readonly latencyMsP99: number;
   readonly fsyncsPerSecond: number;
   readonly cpuPercent: number;
+  /** Groups whose term moved during the load: elections nobody asked for (heartbeats starved). */
+  readonly electionsUnderLoad: number;
 }
 
 async function measureCommits(groups: number): Promise<CommitResult> {
@@ -106,6 +108,7 @@ async function measureCommits(groups: number): Promise<CommitResult> {
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
     const leader = routers.get("r1")!;
+    const termsBefore = Array.from({ length: groups }, (_, group) => leader.group(group)!.term);
     const payload = Buffer.alloc(payloadBytes, 7);
     const latencies: number[] = [];
     let commits = 0;
@@ -141,6 +144,7 @@ async function measureCommits(groups: number): Promise<CommitResult> {
       latencyMsP99: quantile(latencies, 0.99),
       fsyncsPerSecond: syncs / elapsed,
       cpuPercent: ((cpu.user + cpu.system) / 1e6 / elapsed) * 100,
+      electionsUnderLoad: termsBefore.filter((term, group) => leader.group(group)!.term !== term).length,
     };
   } finally {
     for (const multi of routers.values()) multi.stop();
@@ -203,7 +207,8 @@ for (const groups of [1, 1000]) {
   console.log(
     `  ${format(groups).padStart(5)} group${groups === 1 ? " " : "s"}: ${format(result.commitsPerSecond).padStart(8)} commits/s` +
       `  p50 ${format(result.latencyMsP50, 1)} ms  p99 ${format(result.latencyMsP99, 1)} ms` +
-      `  ${format(result.fsyncsPerSecond)} fsyncs/s (3 stores)  CPU ${format(result.cpuPercent)}%`,
+      `  ${format(result.fsyncsPerSecond)} fsyncs/s (3 stores)  CPU ${format(result.cpuPercent)}%` +
+      `  elections under load: ${result.electionsUnderLoad}`,
   );
 }
 
