@@ -198,8 +198,8 @@ export class RaftNode extends LeaderRole {
     for (const entry of ready.committedEntries) {
       if (entry.index > this.log.applied) this.log.applied = entry.index;
     }
-    this.foldCommittedConfiguration();
-    // Thesis §4.2.2: a leader outside the configuration it committed steps down.
+    this.foldAppliedConfiguration();
+    // Thesis §4.2.2: a leader outside the configuration it committed (and applied) steps down.
     if (
       this.role === "leader" &&
       this.configEntries.length === 0 &&

@@ -281,3 +281,36 @@ it("config changes round-trip through their entry encoding; garbage does not dec
   for (const garbage of [[], [0], [9, 1, 65], [0, 2, 65], [0, 0]])
     expect(decodeConfigChange(new Uint8Array(garbage))).toBeNull();
 });
+
+describe("configuration in force vs applied (§4.1, §7)", () => {
+  it("§4.1 a change is in force once appended, undone if its entry is replaced; a snapshot records only applied changes", () => {
+    const h = harness(["a", "b", "c"]);
+    h.elect("a");
+    const a = h.node("a");
+    h.isolate("a");
+    expect(a.proposeConfigChange(change("addLearner", "d")).ok).toBe(true);
+    h.stabilize();
+    // In force on the leader at once (it would replicate to d), but not applied: a snapshot
+    // taken now must not claim d.
+    expect(a.configuration).toEqual({ voters: ["a", "b", "c"], learners: ["d"] });
+    expect(a.appliedConfiguration()).toEqual({ voters: ["a", "b", "c"], learners: [] });
+    // b and c elect a new leader that never saw the change; a rejoins and its entry is replaced.
+    for (let i = 0; i < 4 * defaultRaftConfig.electionTicks && h.leader()?.id === "a"; i++) {
+      h.tick("b");
+      h.tick("c");
+      h.stabilize();
+    }
+    const b = h.leader()!.id === "a" ? null : h.leader()!;
+    expect(b).not.toBeNull();
+    b!.propose(bytes("after"));
+    h.stabilize();
+    h.heal();
+    for (let i = 0; i < 3 * defaultRaftConfig.heartbeatTicks; i++) {
+      h.tickAll();
+      h.stabilize();
+    }
+    expect(a.role).toBe("follower");
+    expect(a.configuration).toEqual({ voters: ["a", "b", "c"], learners: [] });
+    expect(a.appliedConfiguration()).toEqual({ voters: ["a", "b", "c"], learners: [] });
+  });
+});

@@ -290,7 +290,8 @@ export class MultiRaft {
     const index = node.log.applied;
     const term = node.log.term(index);
     if (term === undefined || index < node.log.firstIndex()) return;
-    this.options.store.compact(group, { meta: { index, term, configuration: node.configuration }, data });
+    const configuration = node.appliedConfiguration();
+    this.options.store.compact(group, { meta: { index, term, configuration }, data });
     this.scheduleFlush();
   }
 

@@ -61,11 +61,11 @@ export class RaftState {
    * knows every committed change).
    */
   configuration: Configuration;
-  /** The configuration of the snapshot (or the bootstrap), plus every committed change folded in. */
+  /** The configuration of the snapshot, plus every applied change folded in. */
   protected baseConfiguration: Configuration;
   /**
-   * The uncommitted config entries in the log, oldest first, each with the configuration it
-   * makes. Invariant: each (index, term) is in the log and index > log.committed.
+   * The config entries in the log past the applied index, oldest first, each with the
+   * configuration it makes. Invariant: each (index, term) is in the log and index > log.applied.
    */
   protected configEntries: { index: number; term: number; configuration: Configuration }[] = [];
   /** See HardState.damagedUpTo. */
@@ -145,7 +145,7 @@ export class RaftState {
         configChangeProblem(current, change) === null ? applyConfigChange(current, change) : current;
       this.configEntries.push({ index: entry.index, term: entry.term, configuration: next });
     }
-    this.foldCommittedConfiguration();
+    this.foldAppliedConfiguration();
     const latest = this.configEntries.at(-1)?.configuration ?? this.baseConfiguration;
     if (latest !== this.configuration) {
       this.configuration = latest;
@@ -153,9 +153,12 @@ export class RaftState {
     }
   }
 
-  /** Committed configurations never revert: they join the base. */
-  protected foldCommittedConfiguration(): void {
-    while (this.configEntries.length > 0 && this.configEntries[0]!.index <= this.log.committed) {
+  /**
+   * Applied (so committed) configurations never revert: they join the base, which is then the
+   * configuration as of the applied index, what a snapshot taken there must carry.
+   */
+  protected foldAppliedConfiguration(): void {
+    while (this.configEntries.length > 0 && this.configEntries[0]!.index <= this.log.applied) {
       const first = this.configEntries.shift()!;
       this.baseConfiguration = first.configuration;
       this.foldedIndex = first.index;
@@ -164,6 +167,11 @@ export class RaftState {
 
   /** The index of the last config entry folded into the base (0 if none). */
   protected foldedIndex = 0;
+
+  /** The configuration as of the applied index: what a snapshot taken there records (Raft §7). */
+  appliedConfiguration(): Configuration {
+    return this.baseConfiguration;
+  }
 
   /** A snapshot replaced the log: its configuration is the base, nothing is pending. */
   protected restoreConfiguration(configuration: Configuration, index: number): void {

@@ -99,7 +99,7 @@ describe("install-snapshot (§7)", () => {
     const index = node.log.applied;
     const term = node.log.term(index)!;
     h.stores.get(id)!.compact(h.group, {
-      meta: { index, term, configuration: node.configuration },
+      meta: { index, term, configuration: node.appliedConfiguration() },
       data: bytes(`state@${index}`),
     });
     return index;
