@@ -8,9 +8,10 @@
 // version; error codes are appended, never reordered (they are an Avro enum, encoded by index).
 //
 // Trap: avsc reads map and array block counts without bounding them by the bytes left, so a
-// forged count could make it loop for minutes. `headersType` replaces the map reader with one
-// that refuses counts larger than the bytes that remain (see boundedMapRead below).
+// forged count could make it loop for minutes. `headersType` is the bounded map reader of
+// avro-bounded.ts (shared with membership and Raft batches).
 import avro from "avsc";
+import { boundedStringMapType } from "./avro-bounded.ts";
 
 export const wireVersion = 1;
 
@@ -142,44 +143,7 @@ export type FrameKind = Frame["kind"];
 
 const errorCodeSchema = { type: "enum", name: "ErrorCode", symbols: [...errorCodes] } as const;
 
-function boundedMapRead(tap: {
-  buf: Buffer;
-  pos: number;
-  readLong(): number;
-  skipLong(): void;
-  readString(): string;
-}): Record<string, string> {
-  const value: Record<string, string> = Object.create(null);
-  let total = 0;
-  for (;;) {
-    let count = tap.readLong();
-    if (count === 0) return value;
-    if (count < 0) {
-      count = -count;
-      tap.skipLong();
-    }
-    total += count;
-    // Each entry takes at least two bytes (two zero-length strings).
-    if (!(total <= headersMax && count * 2 <= tap.buf.length - tap.pos)) {
-      tap.pos = tap.buf.length + 1; // marks the read invalid; decode() then reports offset -1
-      return value;
-    }
-    for (let index = 0; index < count; index++) {
-      const key = tap.readString();
-      value[key] = tap.readString();
-    }
-  }
-}
-
-// avsc freezes its type instances, so the bounded reader goes on a subclass's prototype.
-const MapType = (avro.types as unknown as { MapType: new (schema: unknown, options: unknown) => avro.Type })
-  .MapType;
-class BoundedHeadersType extends MapType {
-  _read(tap: Parameters<typeof boundedMapRead>[0]) {
-    return boundedMapRead(tap);
-  }
-}
-const headersType: avro.Type = new BoundedHeadersType({ type: "map", values: "string" }, { registry: {} });
+const headersType = boundedStringMapType(headersMax, "headers");
 
 function record(name: string, fields: { name: string; type: unknown }[]) {
   return avro.Type.forSchema({ type: "record", name, fields } as avro.Schema);
