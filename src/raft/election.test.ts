@@ -8,8 +8,9 @@ import { SeededRandom } from "../sim/index.ts";
 import { type Entry, type HardState, MemoryStore, type NodeId } from "../storage/index.ts";
 import { defaultRaftConfig, type RaftConfig } from "./config.ts";
 import { RaftNode } from "./core.ts";
-import { bytes, RaftHarness } from "./harness.sim.ts";
-import { emptyMessage, type Message, type Ready } from "./types.ts";
+import { bytes, message, RaftHarness } from "./harness.sim.ts";
+import { persistReady } from "./persist.ts";
+import type { Ready } from "./types.ts";
 
 const group = 7;
 const electionTicks = defaultRaftConfig.electionTicks;
@@ -50,16 +51,9 @@ function start(
 /** Does what a shell does with one Ready: persist, then acknowledge. Returns it for inspection. */
 function flush({ raft, store }: Replica): Ready {
   const ready = raft.ready();
-  if (ready.truncateFrom !== 0) store.truncate(group, ready.truncateFrom);
-  if (ready.snapshot !== null) store.installSnapshot(group, ready.snapshot);
-  store.append(group, ready.entries);
-  if (ready.hardState !== null) store.setHardState(group, ready.hardState);
+  persistReady(store, group, ready);
   raft.advance(ready);
   return ready;
-}
-
-function message(fields: Partial<Message> & Pick<Message, "type" | "from" | "to" | "term">): Message {
-  return { ...emptyMessage, group, ...fields };
 }
 
 function entry(index: number, term: number): Entry {

@@ -6,7 +6,8 @@ import { SeededRandom } from "../sim/index.ts";
 import { type Configuration, type Entry, MemoryStore, type NodeId } from "../storage/index.ts";
 import { defaultRaftConfig, type RaftConfig } from "./config.ts";
 import { RaftNode } from "./core.ts";
-import type { Message, ReadState } from "./types.ts";
+import { persistReady } from "./persist.ts";
+import { emptyMessage, type Message, type ReadState } from "./types.ts";
 
 export interface HarnessOptions {
   readonly voters: readonly NodeId[];
@@ -125,10 +126,7 @@ export class RaftHarness {
         if (this.down.has(id) || !node.hasReady()) continue;
         const ready = node.ready();
         const store = this.stores.get(id)!;
-        if (ready.truncateFrom !== 0) store.truncate(this.group, ready.truncateFrom);
-        if (ready.snapshot !== null) store.installSnapshot(this.group, ready.snapshot);
-        if (ready.entries.length > 0) store.append(this.group, ready.entries);
-        if (ready.hardState !== null) store.setHardState(this.group, ready.hardState);
+        persistReady(store, this.group, ready);
         inbox.push(...ready.messages);
         this.applied.get(id)!.push(...ready.committedEntries);
         this.readStates.get(id)!.push(...ready.readStates);
@@ -168,4 +166,9 @@ export class RaftHarness {
 
 export function bytes(text: string): Uint8Array {
   return Buffer.from(text);
+}
+
+/** A message for unit tests: every field empty but those given; group 7 unless said. */
+export function message(fields: Partial<Message> & Pick<Message, "type" | "from" | "to" | "term">): Message {
+  return { ...emptyMessage, group: 7, ...fields };
 }

@@ -6,8 +6,7 @@ import { type Configuration, MemoryStore, type NodeId } from "../storage/index.t
 import { defaultRaftConfig } from "./config.ts";
 import { type ConfigChange, decodeConfigChange, encodeConfigChange } from "./configuration.ts";
 import { RaftNode } from "./core.ts";
-import { bytes, RaftHarness } from "./harness.sim.ts";
-import { emptyMessage, type Message } from "./types.ts";
+import { bytes, message, RaftHarness } from "./harness.sim.ts";
 
 const electionTicks = defaultRaftConfig.electionTicks;
 
@@ -29,10 +28,6 @@ function change(type: ConfigChange["type"], node: NodeId): ConfigChange {
 
 function configurations(h: RaftHarness, ids: NodeId[]): Configuration[] {
   return ids.map((id) => h.node(id).configuration);
-}
-
-function message(fields: Partial<Message> & Pick<Message, "type" | "from" | "to" | "term">): Message {
-  return { ...emptyMessage, group: 7, ...fields };
 }
 
 describe("learners (§4.2.1)", () => {

@@ -33,6 +33,7 @@ import { defaultRaftConfig, type RaftConfig } from "./config.ts";
 import { type ConfigChange, encodeConfigChange } from "./configuration.ts";
 import { RaftNode } from "./core.ts";
 import { assert, type ProposalError, type ProposalResult } from "./errors.ts";
+import { persistReady } from "./persist.ts";
 import type { Message, Ready, SoftState } from "./types.ts";
 
 export interface RaftTransport {
@@ -385,15 +386,7 @@ export class MultiRaft {
     const late: Message[] = [];
     let persisted = false;
     for (const [node, ready] of work) {
-      if (ready.truncateFrom !== 0) store.truncate(node.group, ready.truncateFrom);
-      if (ready.snapshot !== null) store.installSnapshot(node.group, ready.snapshot);
-      if (ready.entries.length > 0) store.append(node.group, ready.entries);
-      if (ready.hardState !== null) store.setHardState(node.group, ready.hardState);
-      persisted ||=
-        ready.truncateFrom !== 0 ||
-        ready.snapshot !== null ||
-        ready.entries.length > 0 ||
-        ready.hardState !== null;
+      if (persistReady(store, node.group, ready)) persisted = true;
       for (const message of ready.messages) {
         (earlyTypes.has(message.type) && !ready.persistBeforeSending ? early : late).push(message);
       }

@@ -16,8 +16,7 @@ import {
 } from "../storage/index.ts";
 import { defaultRaftConfig } from "./config.ts";
 import { RaftNode } from "./core.ts";
-import { bytes, RaftHarness } from "./harness.sim.ts";
-import { emptyMessage, type Message } from "./types.ts";
+import { bytes, message, RaftHarness } from "./harness.sim.ts";
 
 const electionTicks = defaultRaftConfig.electionTicks;
 const heartbeatTicks = defaultRaftConfig.heartbeatTicks;
@@ -27,10 +26,6 @@ function runRounds(h: RaftHarness, rounds: number, ids?: NodeId[]): void {
     for (const id of ids ?? [...h.nodes.keys()]) if (!h.down.has(id)) h.tick(id);
     h.stabilize();
   }
-}
-
-function message(fields: Partial<Message> & Pick<Message, "type" | "from" | "to" | "term">): Message {
-  return { ...emptyMessage, group: 7, ...fields };
 }
 
 describe("quiescence", () => {

@@ -7,8 +7,9 @@ import type { Random } from "../ports/index.ts";
 import { type Entry, type HardState, MemoryStore, type NodeId } from "../storage/index.ts";
 import { defaultRaftConfig, type RaftConfig } from "./config.ts";
 import { entryOverheadBytes, RaftNode } from "./core.ts";
-import { bytes, RaftHarness } from "./harness.sim.ts";
-import { emptyMessage, type Message, type Ready } from "./types.ts";
+import { bytes, message, RaftHarness } from "./harness.sim.ts";
+import { persistReady } from "./persist.ts";
+import type { Message, Ready } from "./types.ts";
 
 const group = 7;
 const electionTicks = defaultRaftConfig.electionTicks;
@@ -55,16 +56,9 @@ function startLeader(voters: readonly NodeId[], options: StartOptions = {}): Rep
 /** Persists one Ready, then acknowledges it. */
 function flush({ raft, store }: Replica): Ready {
   const ready = raft.ready();
-  if (ready.truncateFrom !== 0) store.truncate(group, ready.truncateFrom);
-  if (ready.snapshot !== null) store.installSnapshot(group, ready.snapshot);
-  store.append(group, ready.entries);
-  if (ready.hardState !== null) store.setHardState(group, ready.hardState);
+  persistReady(store, group, ready);
   raft.advance(ready);
   return ready;
-}
-
-function message(fields: Partial<Message> & Pick<Message, "type" | "from" | "to" | "term">): Message {
-  return { ...emptyMessage, group, ...fields };
 }
 
 function entry(index: number, term: number): Entry {
