@@ -5,59 +5,31 @@
 import { describe, expect, it } from "vitest";
 import type { Random } from "../ports/index.ts";
 import { SeededRandom } from "../sim/index.ts";
-import { type Entry, type HardState, MemoryStore, type NodeId } from "../storage/index.ts";
-import { defaultRaftConfig, type RaftConfig } from "./config.ts";
-import { RaftNode } from "./core.ts";
-import { bytes, message, RaftHarness } from "./harness.sim.ts";
-import { persistReady } from "./persist.ts";
+import type { NodeId } from "../storage/index.ts";
+import { defaultRaftConfig } from "./config.ts";
+import type { RaftNode } from "./core.ts";
+import {
+  bytes,
+  entry,
+  flush,
+  message,
+  RaftHarness,
+  type Replica,
+  type ReplicaOptions,
+  replica,
+} from "./harness.sim.ts";
 import type { Ready } from "./types.ts";
 
 const group = 7;
 const electionTicks = defaultRaftConfig.electionTicks;
-
-interface Replica {
-  readonly raft: RaftNode;
-  readonly store: MemoryStore;
-}
 
 /** A Random whose every draw is `value` (capped below the bound). */
 function fixedRandom(value: number): Random {
   return { nextInt: (bound) => Math.min(value, bound - 1), nextFloat: () => 0 };
 }
 
-function start(
-  id: NodeId,
-  voters: readonly NodeId[],
-  options: { config?: Partial<RaftConfig>; random?: Random; entries?: Entry[]; hard?: HardState } = {},
-): Replica {
-  const store = new MemoryStore();
-  // The group's first configuration is a bootstrap snapshot at index 0 (as multi-raft.ts makes).
-  store.compact(group, {
-    meta: { index: 0, term: 0, configuration: { voters, learners: [] } },
-    data: bytes(""),
-  });
-  if (options.entries !== undefined) store.append(group, options.entries);
-  if (options.hard !== undefined) store.setHardState(group, options.hard);
-  const raft = new RaftNode({
-    id,
-    group,
-    log: store.group(group),
-    random: options.random ?? new SeededRandom(1).fork(id),
-    config: { ...defaultRaftConfig, quiesce: false, ...options.config },
-  });
-  return { raft, store };
-}
-
-/** Does what a shell does with one Ready: persist, then acknowledge. Returns it for inspection. */
-function flush({ raft, store }: Replica): Ready {
-  const ready = raft.ready();
-  persistReady(store, group, ready);
-  raft.advance(ready);
-  return ready;
-}
-
-function entry(index: number, term: number): Entry {
-  return { index, term, kind: "normal", data: bytes(`e${index}`) };
+function start(id: NodeId, voters: readonly NodeId[], options: ReplicaOptions = {}): Replica {
+  return replica(id, voters, { ...options, config: { quiesce: false, ...options.config } });
 }
 
 /** Ticks a follower until it starts a (pre-)election; returns the number of ticks. */

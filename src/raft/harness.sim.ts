@@ -2,12 +2,20 @@
 // node has a MemoryStore; `stabilize()` runs every node's Ready (persist, send, apply,
 // advance) and delivers messages until nothing moves. Messages can be dropped per link or
 // intercepted. No time passes except through `tick`.
+
+import type { Random } from "../ports/index.ts";
 import { SeededRandom } from "../sim/index.ts";
-import { type Configuration, type Entry, MemoryStore, type NodeId } from "../storage/index.ts";
+import {
+  type Configuration,
+  type Entry,
+  type HardState,
+  MemoryStore,
+  type NodeId,
+} from "../storage/index.ts";
 import { defaultRaftConfig, type RaftConfig } from "./config.ts";
 import { RaftNode } from "./core.ts";
 import { persistReady } from "./persist.ts";
-import { emptyMessage, type Message, type ReadState } from "./types.ts";
+import { emptyMessage, type Message, type ReadState, type Ready } from "./types.ts";
 
 export interface HarnessOptions {
   readonly voters: readonly NodeId[];
@@ -171,4 +179,51 @@ export function bytes(text: string): Uint8Array {
 /** A message for unit tests: every field empty but those given; group 7 unless said. */
 export function message(fields: Partial<Message> & Pick<Message, "type" | "from" | "to" | "term">): Message {
   return { ...emptyMessage, group: 7, ...fields };
+}
+
+/** One Raft core on its own MemoryStore, stepped by hand (no harness around it). */
+export interface Replica {
+  readonly raft: RaftNode;
+  readonly store: MemoryStore;
+}
+
+export interface ReplicaOptions {
+  readonly group?: number;
+  readonly config?: Partial<RaftConfig>;
+  readonly random?: Random;
+  readonly entries?: Entry[];
+  readonly hard?: HardState;
+}
+
+/** A replica of a group whose first configuration is `voters` (a bootstrap snapshot at index 0). */
+export function replica(id: NodeId, voters: readonly NodeId[], options: ReplicaOptions = {}): Replica {
+  const group = options.group ?? 7;
+  const store = new MemoryStore();
+  store.compact(group, {
+    meta: { index: 0, term: 0, configuration: { voters, learners: [] } },
+    data: bytes(""),
+  });
+  if (options.entries !== undefined) store.append(group, options.entries);
+  if (options.hard !== undefined) store.setHardState(group, options.hard);
+  const raft = new RaftNode({
+    id,
+    group,
+    log: store.group(group),
+    random: options.random ?? new SeededRandom(1).fork(id),
+    config: { ...defaultRaftConfig, ...options.config },
+  });
+  return { raft, store };
+}
+
+/** Does what a shell does with one Ready: persist, then acknowledge. Returns it for inspection. */
+export function flush({ raft, store }: Replica): Ready {
+  const ready = raft.ready();
+  persistReady(store, raft.group, ready);
+  raft.advance(ready);
+  return ready;
+}
+
+/** A normal entry whose data names its index. */
+export function entry(index: number, term: number): Entry {
+  return { index, term, kind: "normal", data: bytes(`e${index}`) };
 }

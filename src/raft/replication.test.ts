@@ -4,43 +4,36 @@
 // RaftHarness, where time passes only through tick().
 import { describe, expect, it } from "vitest";
 import type { Random } from "../ports/index.ts";
-import { type Entry, type HardState, MemoryStore, type NodeId } from "../storage/index.ts";
+import type { NodeId } from "../storage/index.ts";
 import { defaultRaftConfig, type RaftConfig } from "./config.ts";
-import { entryOverheadBytes, RaftNode } from "./core.ts";
-import { bytes, message, RaftHarness } from "./harness.sim.ts";
-import { persistReady } from "./persist.ts";
+import { entryOverheadBytes } from "./core.ts";
+import {
+  bytes,
+  entry,
+  flush,
+  message,
+  RaftHarness,
+  type Replica,
+  type ReplicaOptions,
+  replica,
+} from "./harness.sim.ts";
 import type { Message, Ready } from "./types.ts";
 
 const group = 7;
 const electionTicks = defaultRaftConfig.electionTicks;
 
-interface Replica {
-  readonly raft: RaftNode;
-  readonly store: MemoryStore;
-}
-
-interface StartOptions {
-  readonly config?: Partial<RaftConfig>;
-  readonly entries?: Entry[];
-  readonly hard?: HardState;
-}
-
 const firstDraw: Random = { nextInt: () => 0, nextFloat: () => 0 };
 
-function start(id: NodeId, voters: readonly NodeId[], options: StartOptions = {}): Replica {
-  const store = new MemoryStore();
-  store.compact(group, {
-    meta: { index: 0, term: 0, configuration: { voters, learners: [] } },
-    data: bytes(""),
+function start(id: NodeId, voters: readonly NodeId[], options: ReplicaOptions = {}): Replica {
+  return replica(id, voters, {
+    ...options,
+    random: firstDraw,
+    config: { quiesce: false, preVote: false, ...options.config },
   });
-  if (options.entries !== undefined) store.append(group, options.entries);
-  if (options.hard !== undefined) store.setHardState(group, options.hard);
-  const config = { ...defaultRaftConfig, quiesce: false, preVote: false, ...options.config };
-  return { raft: new RaftNode({ id, group, log: store.group(group), random: firstDraw, config }), store };
 }
 
 /** "a" elected by hand (every other voter grants), its first Ready persisted. */
-function startLeader(voters: readonly NodeId[], options: StartOptions = {}): Replica {
+function startLeader(voters: readonly NodeId[], options: ReplicaOptions = {}): Replica {
   const leader = start("a", voters, options);
   while (leader.raft.role === "follower") leader.raft.tick();
   flush(leader);
@@ -51,18 +44,6 @@ function startLeader(voters: readonly NodeId[], options: StartOptions = {}): Rep
   }
   expect(leader.raft.role).toBe("leader");
   return leader;
-}
-
-/** Persists one Ready, then acknowledges it. */
-function flush({ raft, store }: Replica): Ready {
-  const ready = raft.ready();
-  persistReady(store, group, ready);
-  raft.advance(ready);
-  return ready;
-}
-
-function entry(index: number, term: number): Entry {
-  return { index, term, kind: "normal", data: bytes(`e${index}`) };
 }
 
 /** The follower `from` acknowledges everything up to `index`. */
