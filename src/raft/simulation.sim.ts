@@ -12,31 +12,15 @@
 // A failure names the seed; `runRaftSimulation({ seed })` replays it exactly.
 import { createHash } from "node:crypto";
 import type { Clock, Timer } from "../ports/index.ts";
-import { type DatagramSocket, SeededRandom, SimClock, SimDisk, SimNetwork } from "../sim/index.ts";
-import {
-  type Configuration,
-  type Entry,
-  type GroupId,
-  type LogStore,
-  MemoryStore,
-  type NodeId,
-  openDiskStore,
-} from "../storage/index.ts";
+import { type DatagramSocket, SeededRandom, SimClock, SimNetwork } from "../sim/index.ts";
+import type { Configuration, Entry, GroupId, LogStore, NodeId } from "../storage/index.ts";
 import type { RaftBatch } from "./batch.ts";
 import { decodeRaftBatch, encodeRaftBatch } from "./batch-codec.ts";
 import { defaultRaftConfig, type RaftConfig } from "./config.ts";
 import { MultiRaft, RaftRequestError } from "./multi-raft.ts";
+import type { SimStorage } from "./sim-storage.sim.ts";
 
-/** How a simulated router keeps its log: opened at start and at each restart. */
-export interface SimStorage {
-  open(router: NodeId): Promise<LogStore>;
-  /** The router's process died: unsynced writes are lost (torn, if the storage models it). */
-  crash(router: NodeId): void;
-  /** Whether the router has an fsync in progress (a crash now would tear it). */
-  syncing(router: NodeId): boolean;
-  /** Damages one stored record of a stopped router; returns a description, or null if it cannot. */
-  corrupt(router: NodeId, random: SeededRandom): string | null;
-}
+export { diskSimStorage, memorySimStorage, type SimStorage } from "./sim-storage.sim.ts";
 
 export interface FaultOptions {
   readonly crashes: boolean;
@@ -104,80 +88,6 @@ interface Agreed {
 }
 
 const port = 7000;
-
-/** Stores that survive crashes whole: isolates the protocol from storage faults. */
-export function memorySimStorage(): SimStorage {
-  const stores = new Map<NodeId, MemoryStore>();
-  return {
-    open: async (router) => {
-      let store = stores.get(router);
-      if (store === undefined) {
-        store = new MemoryStore();
-        stores.set(router, store);
-      }
-      return store;
-    },
-    crash: () => {},
-    syncing: () => false,
-    corrupt: () => null,
-  };
-}
-
-/**
- * The production disk store over a SimDisk per router. Each fsync takes 0.5-10 ms of simulated
- * time, so a crash can land mid-write: unsynced writes are lost, torn at a random byte. Only
- * one router's disk is ever corrupted in a run (a minority: the fault model Raft promises to
- * survive).
- */
-export function diskSimStorage(random: SeededRandom, clock: SimClock): SimStorage {
-  const disks = new Map<NodeId, SimDisk>();
-  let corrupted: NodeId | null = null;
-  const opening = new Set<NodeId>();
-  const diskOf = (router: NodeId) => {
-    let disk = disks.get(router);
-    if (disk === undefined) {
-      disk = new SimDisk(random.fork(router));
-      disk.holdSyncs();
-      const release = () => {
-        disk!.releaseSyncs();
-        if (!opening.has(router)) disk!.holdSyncs();
-        clock.schedule(random.between(0.5, 10), release);
-      };
-      clock.schedule(1, release);
-      disks.set(router, disk);
-    }
-    return disk;
-  };
-  return {
-    open: async (router) => {
-      // Recovery runs at disk speed: the clock may not be running yet (the first start).
-      const disk = diskOf(router);
-      opening.add(router);
-      disk.releaseSyncs();
-      try {
-        const { store } = await openDiskStore({ fs: disk.session(), dir: "/data", segmentBytes: 64 * 1024 });
-        return store;
-      } finally {
-        opening.delete(router);
-        disk.holdSyncs();
-      }
-    },
-    crash: (router) => diskOf(router).crash({ tear: true }),
-    syncing: (router) => diskOf(router).heldSyncCount > 0,
-    corrupt: (router, pick) => {
-      if (corrupted !== null && corrupted !== router) return null;
-      const disk = diskOf(router);
-      const files = disk.paths().filter((path) => disk.fileSize(path) > 0);
-      if (files.length === 0) return null;
-      corrupted = router;
-      const path = pick.pick(files);
-      const offset = pick.nextInt(disk.fileSize(path));
-      const bit = pick.nextInt(8);
-      disk.flipBit(path, offset, bit);
-      return `bit ${bit} of byte ${offset} in ${path}`;
-    },
-  };
-}
 const datagramBytesMax = 60_000;
 
 /** A Clock whose timers run `rate` times slower (rate > 1) or faster than the shared one. */
