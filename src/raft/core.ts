@@ -216,7 +216,8 @@ export class RaftNode extends LeaderRole {
     if (this.promotable()) this.campaign(this.config.preVote ? "preElection" : "election");
     else if (
       this.leader === null &&
-      this.configuration.learners.concat(this.configuration.voters).includes(this.id)
+      (this.damagedUpTo !== 0 ||
+        this.configuration.learners.concat(this.configuration.voters).includes(this.id))
     ) {
       this.nudge();
     }
@@ -226,11 +227,13 @@ export class RaftNode extends LeaderRole {
    * A replica that may not campaign (a learner, or one repairing damage) and knows no leader
    * asks to be found: a rejection carrying its last index wakes quiesced replicas (whose
    * timers then run) and makes a leader probe it. Without it, a learner or damaged replica
-   * restarted under a quiesced group would wait for a leader forever.
+   * restarted under a quiesced group would wait for a leader forever. A replica whose damage
+   * took its configuration too asks the peers the shell told it of.
    */
   private nudge(): void {
     const lastIndex = this.log.lastIndex();
-    for (const voter of this.configuration.voters) {
+    const voters = this.configuration.voters.length > 0 ? this.configuration.voters : this.peersHint;
+    for (const voter of voters) {
       if (voter === this.id) continue;
       this.send({
         ...emptyMessage,
@@ -470,12 +473,10 @@ export class RaftNode extends LeaderRole {
 
   /** At start: every config entry in the log after the snapshot is in force (thesis §4.1). */
   private loadConfiguration(): void {
-    let index = this.log.firstIndex();
-    const last = this.log.lastIndex();
-    while (index <= last) {
-      const entries = this.log.slice(index, last + 1, this.config.maxApplyBytes);
-      this.syncConfiguration(entries);
-      index += entries.length;
+    // Entry kinds are in memory: only the config entries themselves are read from the disk.
+    const store = this.log.store;
+    for (let index = store.firstIndex(); index <= store.lastIndex(); index++) {
+      if (store.kindOf(index) === "config") this.syncConfiguration(store.entries(index, index + 1, 0));
     }
   }
 

@@ -28,14 +28,24 @@ export class LeaderRole extends RaftState {
     this.appendPending = true;
   }
 
+  /** Is this leader the group's only voter (its own quorum)? */
+  private soleVoter(): boolean {
+    return this.configuration.voters.length === 1 && this.configuration.voters[0] === this.id;
+  }
+
   /** A new configuration (appended, undone, or from a snapshot): track exactly its replicas. */
   protected override configurationChanged(): void {
     if (this.role !== "leader") return;
     const next = this.log.lastIndex() + 1;
     const members = new Set([...this.configuration.voters, ...this.configuration.learners]);
+    const applied = this.appliedConfiguration();
     for (const id of this.progress.keys()) {
-      // The leader keeps its own progress while removed: it leads until the change commits (§4.2.2).
-      if (id !== this.id && !members.has(id)) this.progress.delete(id);
+      // Kept (outside every quorum, since quorums count configuration.voters): the leader
+      // itself, which leads until its removal applies (§4.2.2), and a replica whose removal is
+      // not applied yet, which must still receive that entry to learn it left (or it would
+      // campaign, and wake the quiesced group, forever).
+      const leaving = applied.voters.includes(id) || applied.learners.includes(id);
+      if (id !== this.id && !members.has(id) && !leaving) this.progress.delete(id);
     }
     for (const id of members) {
       const existing = this.progress.get(id);
@@ -104,7 +114,7 @@ export class LeaderRole extends RaftState {
   readIndex(requestId: number): ProposalError | null {
     if (this.role !== "leader") return { tag: "NotLeader", leader: this.leader };
     this.wake();
-    if (this.configuration.voters.length === 1 && this.log.term(this.log.committed) === this.term) {
+    if (this.soleVoter() && this.log.term(this.log.committed) === this.term) {
       this.readStates.push({ requestId, index: this.log.committed });
     } else {
       this.readBatch.push(requestId);
@@ -190,7 +200,7 @@ export class LeaderRole extends RaftState {
       this.bcastAppend();
     }
     if (this.readBatch.length > 0 && this.log.term(this.log.committed) === this.term) {
-      if (this.configuration.voters.length === 1) {
+      if (this.soleVoter()) {
         // A single voter is its own quorum: no round, but still only once step 1 holds.
         for (const requestId of this.readBatch)
           this.readStates.push({ requestId, index: this.log.committed });
@@ -203,7 +213,9 @@ export class LeaderRole extends RaftState {
         context: this.readContext,
         index: this.log.committed,
         requestIds: this.readBatch,
-        acks: new Set([this.id]),
+        // A leader that removed itself still leads until that applies (§4.2.2), but its own
+        // ack no longer counts toward the quorum.
+        acks: new Set(this.configuration.voters.includes(this.id) ? [this.id] : []),
       });
       this.readBatch = [];
       this.bcastHeartbeat(this.readContext, false);

@@ -309,3 +309,45 @@ describe("configuration in force vs applied (§4.1, §7)", () => {
     expect(a.appliedConfiguration()).toEqual({ voters: ["a", "b", "c"], learners: [] });
   });
 });
+
+describe("leaving a group (§4.2.2)", () => {
+  it("§6.4 a leader that removed itself does not count its own ack toward a read's quorum", () => {
+    const h = harness(["a", "b", "c", "d"]);
+    h.elect("a");
+    const a = h.node("a");
+    for (const id of ["c", "d"]) {
+      h.cut.add(`a->${id}`);
+      h.cut.add(`${id}->a`);
+    }
+    expect(a.proposeConfigChange(change("remove", "a")).ok).toBe(true);
+    h.stabilize();
+    // In force on a (voters b, c, d), not committed: a leads on, without a vote of its own.
+    expect([a.role, a.configuration.voters]).toEqual(["leader", ["b", "c", "d"]]);
+    expect(a.readIndex(9)).toBeNull();
+    for (let i = 0; i < 2 * defaultRaftConfig.heartbeatTicks; i++) {
+      h.tick("a");
+      h.stabilize();
+    }
+    // Only b answers: one of three voters. Counting a as well would release a stale read.
+    expect(h.readStates.get("a")).toEqual([]);
+  });
+
+  it("§4.2.2 a removed replica still receives its removal, then stays quiet (no campaigns, no wake-ups)", () => {
+    const h = new RaftHarness({ voters: ["a", "b", "c"] });
+    h.elect("a");
+    expect(h.node("a").proposeConfigChange(change("remove", "c")).ok).toBe(true);
+    h.stabilize();
+    for (let i = 0; i < 2 * defaultRaftConfig.heartbeatTicks; i++) {
+      h.tickAll();
+      h.stabilize();
+    }
+    expect(h.node("c").configuration).toEqual({ voters: ["a", "b"], learners: [] });
+    const mark = h.sent.length;
+    for (let i = 0; i < 10 * defaultRaftConfig.electionTicks; i++) {
+      h.tickAll();
+      h.stabilize();
+    }
+    expect(h.sent.slice(mark).filter((m) => m.from === "c")).toEqual([]);
+    expect([h.node("a").quiesced, h.node("b").quiesced]).toEqual([true, true]);
+  });
+});

@@ -132,6 +132,8 @@ export class MultiRaft {
   private readonly proposals = new Map<GroupId, Map<number, Waiter>>();
   private readonly reads = new Map<GroupId, Map<number, ReadWaiter>>();
   private nextReadId = 1;
+  /** True while the state machine runs apply() or restore(). */
+  private applying = false;
   private ticks = 0;
   private timer: Timer | null = null;
   private flushing = false;
@@ -224,12 +226,15 @@ export class MultiRaft {
       this.options.store.append(group, entries);
       this.options.store.setHardState(group, { term: 1, vote: null, commit: entries.length, damagedUpTo: 0 });
     }
+    const assigned = this.options.configurationOf(group);
     const node = new RaftNode({
       id: this.id,
       group,
       log,
       random: this.options.random,
       config: this.config,
+      peersHint:
+        assigned === null ? [] : [...assigned.voters, ...assigned.learners].filter((id) => id !== this.id),
     });
     this.nodes.set(group, node);
     this.applied.set(group, node.log.applied);
@@ -284,8 +289,14 @@ export class MultiRaft {
     return refused;
   }
 
-  /** Log compaction: the application's snapshot at its applied index replaces the log before it. */
+  /**
+   * Log compaction: `data` is the application's state as of the applied index (everything
+   * apply() was given so far); it becomes the snapshot there and the log before it is dropped.
+   * Not from inside apply() or restore().
+   */
   compact(group: GroupId, data: Uint8Array): void {
+    // Inside apply() the state machine is mid-batch: its state matches no index the shell knows.
+    assert(!this.applying, "compact() called from inside StateMachine.apply or restore");
     const node = this.nodes.get(group);
     if (node === undefined) return;
     const index = node.log.applied;
@@ -441,7 +452,12 @@ export class MultiRaft {
     const group = node.group;
     const waiters = this.proposals.get(group);
     if (ready.snapshot !== null) {
-      this.options.stateMachine.restore(group, ready.snapshot);
+      this.applying = true;
+      try {
+        this.options.stateMachine.restore(group, ready.snapshot);
+      } finally {
+        this.applying = false;
+      }
       this.applied.set(group, ready.snapshot.meta.index);
       if (waiters !== undefined) {
         for (const [index, waiter] of waiters) {
@@ -457,7 +473,12 @@ export class MultiRaft {
       const appliedBefore = this.applied.get(group) ?? 0;
       const fresh = ready.committedEntries.filter((entry) => entry.index > appliedBefore);
       if (fresh.length > 0) {
-        this.options.stateMachine.apply(group, fresh);
+        this.applying = true;
+        try {
+          this.options.stateMachine.apply(group, fresh);
+        } finally {
+          this.applying = false;
+        }
         this.applied.set(group, fresh.at(-1)!.index);
       }
       if (waiters !== undefined) {

@@ -6,6 +6,7 @@ import { describe, expect, it } from "vitest";
 import { SeededRandom } from "../sim/index.ts";
 import {
   type Entry,
+  type EntryKind,
   type GroupLog,
   type HardState,
   MemoryStore,
@@ -152,6 +153,10 @@ class DamagedLog implements GroupLog {
   term(index: number): number | undefined {
     return this.hidden() && index >= this.fromIndex ? undefined : this.inner.term(index);
   }
+  kindOf(index: number): EntryKind | undefined {
+    return this.inner.kindOf(index);
+  }
+
   entries(from: number, to: number, maxBytes: number): readonly Entry[] {
     if (this.hidden() || (this.broken && to > this.fromIndex)) {
       const toIndex = this.inner.lastIndex();

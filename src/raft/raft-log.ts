@@ -169,7 +169,9 @@ export class RaftLog {
     this.unstable = [];
     this.unstableOffset = snapshot.meta.index + 1;
     this.committed = snapshot.meta.index;
-    this.applied = Math.max(this.applied, snapshot.meta.index);
+    // The state machine's state is replaced by the snapshot's (even one behind what it had
+    // applied, after a damaged range was dropped): what follows is applied again from there.
+    this.applied = snapshot.meta.index;
   }
 
   /** Drop everything from `index` on (a damaged range). */

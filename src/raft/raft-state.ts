@@ -33,6 +33,11 @@ export interface RaftNodeOptions {
   readonly config?: RaftConfig;
   /** Highest index the application already applied (default: the snapshot's index). */
   readonly applied?: number;
+  /**
+   * Where the group's other replicas probably are (the shell's assignment), for a replica that
+   * lost its configuration to damage and must still ask a leader for repair.
+   */
+  readonly peersHint?: readonly NodeId[];
 }
 
 export interface ReadRound {
@@ -61,6 +66,8 @@ export class RaftState {
    * knows every committed change).
    */
   configuration: Configuration;
+  /** RaftNodeOptions.peersHint. */
+  protected readonly peersHint: readonly NodeId[];
   /** The configuration of the snapshot, plus every applied change folded in. */
   protected baseConfiguration: Configuration;
   /**
@@ -111,6 +118,7 @@ export class RaftState {
     this.vote = hard.vote;
     this.damagedUpTo = hard.damagedUpTo;
     this.prevHardState = hard;
+    this.peersHint = options.peersHint ?? [];
     // The configuration starts from the snapshot's (a test may bootstrap with one at index 0);
     // config entries in the log then apply on top (core.ts loadConfiguration, multi-raft.ts bootstrap).
     const snapshotMeta = store.snapshotMeta();
@@ -158,11 +166,15 @@ export class RaftState {
    * configuration as of the applied index, what a snapshot taken there must carry.
    */
   protected foldAppliedConfiguration(): void {
+    let folded = false;
     while (this.configEntries.length > 0 && this.configEntries[0]!.index <= this.log.applied) {
       const first = this.configEntries.shift()!;
       this.baseConfiguration = first.configuration;
       this.foldedIndex = first.index;
+      folded = true;
     }
+    // A leader stops tracking replicas once their removal applies.
+    if (folded) this.configurationChanged();
   }
 
   /** The index of the last config entry folded into the base (0 if none). */

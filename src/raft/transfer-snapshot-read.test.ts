@@ -6,6 +6,7 @@ import { type Entry, type HardState, MemoryStore, type NodeId } from "../storage
 import { defaultRaftConfig } from "./config.ts";
 import { RaftNode } from "./core.ts";
 import { bytes, RaftHarness } from "./harness.sim.ts";
+import { RaftLog } from "./raft-log.ts";
 import { emptyMessage, type Message, type Ready } from "./types.ts";
 
 const electionTicks = defaultRaftConfig.electionTicks;
@@ -321,4 +322,24 @@ describe("read-index (§6.4)", () => {
     h.elect("a");
     expect(h.node("b").readIndex(1)).toEqual({ tag: "NotLeader", leader: "a" });
   });
+});
+
+it("§7 a snapshot replaces the state machine: applying resumes after its index, even below what was applied", () => {
+  const store = new MemoryStore();
+  store.compact(7, {
+    meta: { index: 0, term: 0, configuration: { voters: ["a", "b"], learners: [] } },
+    data: bytes(""),
+  });
+  const log = new RaftLog(store.group(7), 0);
+  log.append(
+    [1, 2, 3, 4, 5].map((index) => ({ index, term: 1, kind: "normal" as const, data: bytes(`e${index}`) })),
+  );
+  log.commitTo(5);
+  log.applied = 5;
+  log.discardFrom(3); // a damaged range: committed drops to 2, the state machine has applied 5
+  log.restore({
+    meta: { index: 4, term: 1, configuration: { voters: ["a", "b"], learners: [] } },
+    data: bytes("s"),
+  });
+  expect([log.applied, log.committed]).toEqual([4, 4]);
 });

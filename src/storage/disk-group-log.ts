@@ -9,6 +9,7 @@ import { assert } from "./errors.ts";
 import type { GroupState } from "./group-state.ts";
 import {
   type Entry,
+  type EntryKind,
   type GroupId,
   type GroupLog,
   type HardState,
@@ -81,6 +82,11 @@ export class DiskGroupLog implements GroupLog {
 
   term(index: number): number | undefined {
     return this.state.term(index);
+  }
+
+  kindOf(index: number): EntryKind | undefined {
+    const code = this.state.index.kindAt(index);
+    return code === undefined ? undefined : entryKindsByCode[code];
   }
 
   entries(from: number, to: number, maxBytes: number): readonly Entry[] {

@@ -37,6 +37,12 @@ export class EntryIndex {
     return this.terms[this.slot(index)];
   }
 
+  /** The kind code (wal-format's entryKindsByCode) at `index` in [first, last], else undefined. */
+  kindAt(index: number): number | undefined {
+    if (index < this.first || index > this.last) return undefined;
+    return this.kinds[this.slot(index)];
+  }
+
   /** Appends one entry at `last + 1`. */
   push(term: number, segment: number, offset: number, length: number, crc: number, kind: number): void {
     const count = this.last - this.first + 1;

@@ -5,6 +5,7 @@
 // Invariant: each group's `entries` are contiguous from `first`; terms never decrease.
 import {
   type Entry,
+  type EntryKind,
   emptyHardState,
   type GroupId,
   type GroupLog,
@@ -49,6 +50,10 @@ class MemoryGroupLog implements GroupLog {
     if (index === this.first - 1) return this.latest?.meta.term ?? 0;
     if (index < this.first || index > this.lastIndex()) return undefined;
     return this.entriesHeld[index - this.first]!.term;
+  }
+  kindOf(index: number): EntryKind | undefined {
+    if (index < this.first || index > this.lastIndex()) return undefined;
+    return this.entriesHeld[index - this.first]!.kind;
   }
   entries(from: number, to: number, maxBytes: number): readonly Entry[] {
     assert(

@@ -108,6 +108,8 @@ export interface GroupLog {
    * the snapshot's term, or 0); undefined outside that range. Never reads the disk.
    */
   term(index: number): number | undefined;
+  /** Kind of the entry at `index` in [firstIndex, lastIndex], else undefined. Never reads the disk. */
+  kindOf(index: number): EntryKind | undefined;
   /**
    * Entries [from, to) within [firstIndex, lastIndex + 1], stopping once their data passes
    * `maxBytes` (always at least one entry). Throws StorageDamageError on a checksum mismatch.
