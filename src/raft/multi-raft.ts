@@ -2,8 +2,9 @@
 // batch per peer router (DESIGN.md, raft). It is the thin loop of STYLE.md: feed inputs to the
 // cores, drain their Readies, persist, sync once, send, apply, advance.
 //
-// - Groups are created on first use (a proposal, or a message for a group `configurationOf`
-//   says we replicate). One ticker ticks only awake groups; quiesced ones cost nothing.
+// - Groups are created on first use: bootstrapped if `configurationOf` lists this router, or
+//   empty (a replica being added) when a leader or candidate of the group writes to us. One
+//   ticker ticks only awake groups; quiesced ones cost nothing.
 // - Group commit: every Ready drained in one round is persisted, then one `store.sync()`
 //   covers them all. Leader-to-follower messages (appends, heartbeats) leave before that
 //   sync (thesis §10.2.1: the leader counts itself only once persisted); votes and
@@ -16,7 +17,8 @@
 //   groups we lead with it, so it learns the leader.
 // Invariants: at most one round in flight (`flushing`); a node's Ready is advanced only after
 // the sync covering it resolved. Traps: a proposal resolves when its entry is applied with
-// the term it was proposed in; another term at that index means it was lost (NotLeader).
+// the term it was proposed in; another term at that index means it was lost (NotLeader);
+// leadership lost or a snapshot covering it first means nobody knows (OutcomeUnknown).
 import type { Clock, Random, Timer } from "../ports/index.ts";
 import {
   type Configuration,
