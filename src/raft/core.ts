@@ -480,10 +480,25 @@ export class RaftNode extends LeaderRole {
     }
   }
 
+  /**
+   * Which messages wake a quiesced group. A leader wakes for anything but the answers to its
+   * quiescing heartbeat (a restarted replica's pre-vote, say, so it learns the leader). A
+   * follower does not wake for vote requests: it is in its leader's lease and ignores them, and
+   * waking would restart its election timer with no heartbeat coming (the leader is still
+   * quiet), so one stray candidate (a removed replica that never learned it) would depose a
+   * healthy leader. A dead leader is the shell's verdict (leaderUnreachable), not a candidate's.
+   */
   private wakeFor(message: Message): void {
     if (!this.quiesced) return;
-    if (this.role === "leader" && message.type === "heartbeatResponse" && message.context === 0) return;
-    if (this.role !== "leader" && message.type === "heartbeat" && message.quiesce) return;
+    if (this.role === "leader") {
+      if (message.type === "heartbeatResponse" && message.context === 0) return;
+    } else if (
+      (message.type === "heartbeat" && message.quiesce) ||
+      message.type === "preVote" ||
+      message.type === "vote"
+    ) {
+      return;
+    }
     this.wake();
   }
 }

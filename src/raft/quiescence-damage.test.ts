@@ -329,3 +329,27 @@ describe("damage (protocol-aware recovery)", () => {
     expect(h.appliedData("a")).toEqual(["e1", "e2", "e3"]); // nothing re-applied after the repair
   });
 });
+
+it("a stray candidate's pre-votes do not wake quiesced followers, so it cannot depose a quiet leader", () => {
+  const h = new RaftHarness({ voters: ["a", "b", "c"] });
+  h.elect("a");
+  h.node("a").propose(bytes("x"));
+  h.stabilize();
+  runRounds(h, heartbeatTicks);
+  const term = h.node("a").term;
+  for (let round = 0; round < 20; round++) {
+    // "z" (a replica removed while it was away, say) keeps asking b and c for votes.
+    for (const to of ["b", "c"]) {
+      h.node(to).step(message({ type: "preVote", from: "z", to, term: term + 1, index: 99, logTerm: term }));
+      // Still quiet: woken, its election timer would run with no heartbeat coming from a.
+      expect(h.node(to).quiesced).toBe(true);
+    }
+    runRounds(h, electionTicks);
+  }
+  expect([h.node("a").role, h.node("a").term, h.node("b").term, h.node("c").term]).toEqual([
+    "leader",
+    term,
+    term,
+    term,
+  ]);
+});
