@@ -486,17 +486,19 @@ export class RaftNode extends LeaderRole {
    * follower does not wake for vote requests: it is in its leader's lease and ignores them, and
    * waking would restart its election timer with no heartbeat coming (the leader is still
    * quiet), so one stray candidate (a removed replica that never learned it) would depose a
-   * healthy leader. A dead leader is the shell's verdict (leaderUnreachable), not a candidate's.
+   * healthy leader. A dead leader is the shell's verdict (leaderUnreachable), or the leader's
+   * own vote request after a restart, not another candidate's.
    */
   private wakeFor(message: Message): void {
     if (!this.quiesced) return;
     if (this.role === "leader") {
       if (message.type === "heartbeatResponse" && message.context === 0) return;
-    } else if (
-      (message.type === "heartbeat" && message.quiesce) ||
-      message.type === "preVote" ||
-      message.type === "vote"
-    ) {
+    } else if (message.type === "heartbeat" && message.quiesce) {
+      return;
+    } else if (message.type === "preVote" || message.type === "vote") {
+      // From our own leader: it restarted (faster than its router was missed) and lost its
+      // leadership, so the lease is over. From anyone else: ignored within the lease.
+      if (message.from === this.leader) this.leaderUnreachable();
       return;
     }
     this.wake();

@@ -353,3 +353,22 @@ it("a stray candidate's pre-votes do not wake quiesced followers, so it cannot d
     term,
   ]);
 });
+
+it("a leader restarted before its router was missed: its own pre-vote ends the quiesced followers' lease", () => {
+  const h = new RaftHarness({ voters: ["a", "b", "c"] });
+  h.elect("a");
+  h.node("a").propose(bytes("x"));
+  h.stabilize();
+  runRounds(h, heartbeatTicks);
+  expect([h.node("b").quiesced, h.node("c").quiesced]).toEqual([true, true]);
+  h.crash("a");
+  h.restart("a");
+  // Nobody calls leaderUnreachable(): the router came back too fast to be declared down.
+  runRounds(h, 6 * electionTicks);
+  const leader = h.leader();
+  expect(leader).not.toBeNull();
+  expect(leader!.term).toBeGreaterThan(1);
+  h.node(leader!.id).propose(bytes("y"));
+  h.stabilize();
+  for (const id of ["a", "b", "c"]) expect(h.appliedData(id)).toContain("y");
+});
