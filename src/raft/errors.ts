@@ -11,6 +11,8 @@ export type ProposalError =
   | { readonly tag: "TooLarge"; readonly bytes: number; readonly limitBytes: number }
   | { readonly tag: "ConfigChangePending"; readonly index: number }
   | { readonly tag: "InvalidConfigChange"; readonly reason: string }
+  /** addVoter of a replica that does not hold the committed log yet (add it as a learner first). */
+  | { readonly tag: "NotCaughtUp"; readonly node: NodeId; readonly match: number; readonly commit: number }
   /** The proposal was appended, then leadership was lost or a snapshot covered it: it may or may not commit. */
   | { readonly tag: "OutcomeUnknown"; readonly reason: string };
 

@@ -155,6 +155,18 @@ export class LeaderRole extends RaftState {
     }
     const invalid = configChangeProblem(this.configuration, change);
     if (invalid !== null) return { ok: false, error: { tag: "InvalidConfigChange", reason: invalid } };
+    if (change.type === "addVoter") {
+      // Thesis §4.2.1: a new voter that has not caught up adds a member the quorum must wait
+      // for: one more failure and the group stalls. Promote learners once they hold the
+      // committed log.
+      const match = this.progress.get(change.node)?.match ?? 0;
+      if (match < this.log.committed) {
+        return {
+          ok: false,
+          error: { tag: "NotCaughtUp", node: change.node, match, commit: this.log.committed },
+        };
+      }
+    }
     const result = this.appendProposal("config", encodeConfigChange(change));
     if (result.ok) this.pendingConfigIndex = result.index;
     return result;

@@ -117,13 +117,19 @@ describe("single-server changes (§4.1, §4.2.2)", () => {
     expect(h.appliedData("a")).toEqual(["x"]); // 2 of 3
   });
 
-  it("§4.1 a voter added to the group catches up from an empty log and then counts", () => {
+  it("§4.2.1 a replica that has not caught up cannot be made a voter; as a learner it catches up, then counts", () => {
     const h = harness(["a", "b", "c"]);
     h.elect("a");
     h.node("a").propose(bytes("before"));
     h.stabilize();
     h.addNode("d"); // a new, empty replica that knows the group's first configuration
-    h.node("a").proposeConfigChange(change("addVoter", "d"));
+    expect(h.node("a").proposeConfigChange(change("addVoter", "d"))).toMatchObject({
+      ok: false,
+      error: { tag: "NotCaughtUp", node: "d", match: 0 },
+    });
+    h.node("a").proposeConfigChange(change("addLearner", "d"));
+    h.stabilize();
+    expect(h.node("a").proposeConfigChange(change("addVoter", "d")).ok).toBe(true);
     h.stabilize();
     expect(h.appliedData("d")).toEqual(["before"]);
     expect(h.node("d").configuration.voters).toEqual(["a", "b", "c", "d"]);

@@ -364,7 +364,17 @@ export async function runRaftSimulation(options: RaftSimulationOptions): Promise
     inFlight += 1;
     (async () => {
       await change("addLearner", newcomer);
-      await change("addVoter", newcomer);
+      // Promote once the learner has caught up (the leader refuses before: NotCaughtUp).
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await change("addVoter", newcomer);
+          break;
+        } catch (error) {
+          const notYet = error instanceof RaftRequestError && error.error.tag === "NotCaughtUp";
+          if (!notYet || attempt >= 30) throw error;
+          await new Promise<void>((resolve) => clock.schedule(100, resolve));
+        }
+      }
       await change("remove", leaving);
     })()
       .then(
