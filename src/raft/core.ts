@@ -24,7 +24,7 @@ import { quorumOf } from "./configuration.ts";
 import { assert } from "./errors.ts";
 import { LeaderRole } from "./leader.ts";
 import type { RaftNodeOptions } from "./raft-state.ts";
-import { emptyMessage, type Message, type MessageType, type Ready } from "./types.ts";
+import type { Message, MessageType, Ready } from "./types.ts";
 
 export { entryOverheadBytes } from "./leader.ts";
 export type { RaftNodeOptions } from "./raft-state.ts";
@@ -78,10 +78,9 @@ export class RaftNode extends LeaderRole {
         (message.type === "append" || message.type === "heartbeat")
       ) {
         // Tell a stale leader about the newer term (§6.2: it would otherwise never learn it).
-        this.send({ ...emptyMessage, type: "appendResponse", to: message.from, term: this.term });
+        this.send({ type: "appendResponse", to: message.from, term: this.term });
       } else if (message.type === "preVote") {
         this.send({
-          ...emptyMessage,
           type: "preVoteResponse",
           to: message.from,
           term: this.term,
@@ -236,7 +235,6 @@ export class RaftNode extends LeaderRole {
     for (const voter of voters) {
       if (voter === this.id) continue;
       this.send({
-        ...emptyMessage,
         type: "appendResponse",
         to: voter,
         term: this.term,
@@ -268,7 +266,6 @@ export class RaftNode extends LeaderRole {
     for (const voter of this.configuration.voters) {
       if (voter === this.id) continue;
       this.send({
-        ...emptyMessage,
         type: voteType,
         to: voter,
         term,
@@ -316,7 +313,6 @@ export class RaftNode extends LeaderRole {
     ) {
       // A granted pre-vote answers in the candidate's future term (§9.6).
       this.send({
-        ...emptyMessage,
         type: responseTypeOf(message.type),
         to: message.from,
         term: message.term,
@@ -327,7 +323,6 @@ export class RaftNode extends LeaderRole {
       }
     } else {
       this.send({
-        ...emptyMessage,
         type: responseTypeOf(message.type),
         to: message.from,
         term: this.term,
@@ -392,7 +387,6 @@ export class RaftNode extends LeaderRole {
   private handleAppend(message: Message): void {
     if (message.index < this.log.committed) {
       this.send({
-        ...emptyMessage,
         type: "appendResponse",
         to: message.from,
         term: this.term,
@@ -404,7 +398,6 @@ export class RaftNode extends LeaderRole {
     if (lastNew >= 0) this.syncConfiguration(message.entries);
     if (lastNew < 0) {
       this.send({
-        ...emptyMessage,
         type: "appendResponse",
         to: message.from,
         term: this.term,
@@ -419,13 +412,12 @@ export class RaftNode extends LeaderRole {
       // Repaired: our log matches a current leader's through every index we may have acknowledged.
       this.damagedUpTo = 0;
     }
-    this.send({ ...emptyMessage, type: "appendResponse", to: message.from, term: this.term, index: lastNew });
+    this.send({ type: "appendResponse", to: message.from, term: this.term, index: lastNew });
   }
 
   private handleHeartbeat(message: Message): void {
     this.log.commitTo(Math.min(message.commit, this.log.lastIndex()));
     this.send({
-      ...emptyMessage,
       type: "heartbeatResponse",
       to: message.from,
       term: this.term,
@@ -435,7 +427,6 @@ export class RaftNode extends LeaderRole {
       // The leader believes we hold entries we lost (damage): have it probe from our end.
       const lastIndex = this.log.lastIndex();
       this.send({
-        ...emptyMessage,
         type: "appendResponse",
         to: message.from,
         term: this.term,
@@ -463,7 +454,6 @@ export class RaftNode extends LeaderRole {
       if (this.damagedUpTo !== 0 && index >= this.damagedUpTo) this.damagedUpTo = 0;
     }
     this.send({
-      ...emptyMessage,
       type: "appendResponse",
       to: message.from,
       term: this.term,

@@ -3,7 +3,7 @@ import { type ConfigChange, configChangeProblem, encodeConfigChange, quorumOf } 
 import { assert, type ProposalError, type ProposalResult } from "./errors.ts";
 import type { Progress } from "./progress.ts";
 import { RaftState } from "./raft-state.ts";
-import { emptyMessage, type Message } from "./types.ts";
+import type { Message } from "./types.ts";
 
 /** What an entry costs beyond its data (object, index, term, waiter), for the uncommitted limit. */
 export const entryOverheadBytes = 128;
@@ -259,7 +259,6 @@ export class LeaderRole extends RaftState {
     for (const [id, progress] of this.progress) {
       if (id === this.id) continue;
       this.send({
-        ...emptyMessage,
         type: "heartbeat",
         to: id,
         term: this.term,
@@ -291,7 +290,6 @@ export class LeaderRole extends RaftState {
     let bytes = 0;
     for (const entry of entries) bytes += entry.data.byteLength;
     this.send({
-      ...emptyMessage,
       type: "append",
       to,
       term: this.term,
@@ -318,12 +316,12 @@ export class LeaderRole extends RaftState {
       `follower ${to} needs index ${progress.next - 1}, compacted without a snapshot`,
     );
     progress.becomeSnapshot(snapshot.meta.index);
-    this.send({ ...emptyMessage, type: "snapshot", to, term: this.term, snapshot });
+    this.send({ type: "snapshot", to, term: this.term, snapshot });
     return true;
   }
 
   protected sendTimeoutNow(to: NodeId): void {
-    this.send({ ...emptyMessage, type: "timeoutNow", to, term: this.term });
+    this.send({ type: "timeoutNow", to, term: this.term });
   }
 
   protected canQuiesce(): boolean {

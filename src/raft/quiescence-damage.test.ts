@@ -29,6 +29,19 @@ function runRounds(h: RaftHarness, rounds: number, ids?: NodeId[]): void {
   }
 }
 
+/** a leads a, b, c; entry 2 ("x") committed; b crashed and lost it as a disk store marks damage found at open. */
+function damagedFollower(): { h: RaftHarness; store: MemoryStore } {
+  const h = new RaftHarness({ voters: ["a", "b", "c"], config: { quiesce: false } });
+  h.elect("a");
+  h.node("a").propose(bytes("x"));
+  h.stabilize();
+  h.crash("b");
+  const store = h.stores.get("b")!;
+  store.truncate(h.group, 2);
+  store.setHardState(h.group, { ...store.group(h.group).hardState(), damagedUpTo: 2 });
+  return { h, store };
+}
+
 describe("quiescence", () => {
   function quiescedGroup(): RaftHarness {
     const h = new RaftHarness({ voters: ["a", "b", "c"] });
@@ -250,14 +263,7 @@ describe("damage (protocol-aware recovery)", () => {
   });
 
   it("a damaged replica is repaired once its log matches a current leader's, and records it durably", () => {
-    const h = new RaftHarness({ voters: ["a", "b", "c"], config: { quiesce: false } });
-    h.elect("a");
-    h.node("a").propose(bytes("x"));
-    h.stabilize();
-    h.crash("b");
-    const store = h.stores.get("b")!;
-    store.truncate(h.group, 2); // what a disk store does when it finds index 2 damaged at open
-    store.setHardState(h.group, { ...store.group(h.group).hardState(), damagedUpTo: 2 });
+    const { h, store } = damagedFollower();
     expect(h.restart("b").damagedUpTo).toBe(2);
     runRounds(h, heartbeatTicks);
     expect(h.node("b").damagedUpTo).toBe(0);
@@ -266,14 +272,7 @@ describe("damage (protocol-aware recovery)", () => {
   });
 
   it("a follower that lost entries it acknowledged is probed from its end, not sent the same append forever", () => {
-    const h = new RaftHarness({ voters: ["a", "b", "c"], config: { quiesce: false } });
-    h.elect("a");
-    h.node("a").propose(bytes("x"));
-    h.stabilize();
-    h.crash("b");
-    const store = h.stores.get("b")!;
-    store.truncate(h.group, 2);
-    store.setHardState(h.group, { ...store.group(h.group).hardState(), damagedUpTo: 2 });
+    const { h } = damagedFollower();
     h.restart("b");
     h.node("a").propose(bytes("y")); // the append after index 2 meets b's shorter log
     h.stabilize(100);

@@ -23,7 +23,7 @@ import { applyConfigChange, configChangeProblem, decodeConfigChange } from "./co
 import { assert } from "./errors.ts";
 import { Progress } from "./progress.ts";
 import { RaftLog } from "./raft-log.ts";
-import type { Message, ReadState, Role, SoftState } from "./types.ts";
+import { emptyMessage, type Message, type ReadState, type Role, type SoftState } from "./types.ts";
 
 export interface RaftNodeOptions {
   readonly id: NodeId;
@@ -273,8 +273,9 @@ export class RaftState {
     this.syncConfiguration([]);
   }
 
-  protected send(message: Message): void {
-    this.messages.push({ ...message, group: this.group, from: this.id });
+  /** Queues a message: the fields given, every other one empty, from this node of this group. */
+  protected send(fields: Partial<Message> & Pick<Message, "type" | "to" | "term">): void {
+    this.messages.push({ ...emptyMessage, ...fields, group: this.group, from: this.id });
   }
 
   protected currentHardState(): HardState {
