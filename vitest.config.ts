@@ -4,7 +4,7 @@ import { defineConfig } from "vitest/config";
 // but never retry: a flaky test is a bug.
 export default defineConfig({
   test: {
-    include: ["src/**/*.test.ts", "client/**/*.test.ts", "test/**/*.test.ts"],
+    include: ["src/**/*.test.ts", "client/**/*.test.ts", "test/**/*.test.ts", "harness/**/*.test.ts"],
     testTimeout: 60_000,
     hookTimeout: 60_000,
     retry: 0,

@@ -6,10 +6,13 @@
 // `maxWaiting` callers wait; more are refused with BufferFull), or with `whenFull: "reject"`
 // refuses at once. Memory therefore never grows without bound, even while disconnected.
 //
-// Delivery semantics are the ephemeral stream's: a publish resolves when the router has
-// routed it to the subscribers connected at that moment. Requests sent when a connection
-// breaks reject with ConnectionLost (they may or may not have been routed); requests not yet
-// sent wait for the next connection.
+// A publish resolves when the topic's partition leader took it: for a persistent topic, once
+// it is committed (fsynced on a quorum of replicas); for an ephemeral one, once routed to the
+// subscribers connected at that moment. Every publish carries this client's producer id and
+// its sequence on the topic, so a publish can be sent again without being stored twice: when
+// a connection breaks, requests sent on it go out again on the next connection (up to
+// `retriesMax` times, within their deadline) instead of failing; only then do they reject
+// with ConnectionLost.
 //
 // Trap: Acks are cumulative and a Refusal comes before the Ack covering its id, so pending
 // requests live in id order (request-queue.ts) and an Ack settles a prefix of them.
@@ -17,6 +20,8 @@
 // Hot path (every publish): no timer per request (deadlines grow with the id, so one timer for
 // the oldest request covers them all), no closure or await when there is room (one promise per
 // publish), an allocation-free topic check, and the payload handed to the encoder as given.
+
+import { randomUUID } from "node:crypto";
 import {
   type Address,
   AxonFailure,
@@ -35,8 +40,9 @@ import {
   headersMax,
   type Message,
   noHeaders,
+  type TopicKind,
 } from "../src/wire/index.ts";
-import { NeuronError } from "./errors.ts";
+import { NeuronError, type NeuronErrorCode } from "./errors.ts";
 import { RequestQueue } from "./request-queue.ts";
 
 export const clientVersion = "0.1.0";
@@ -45,6 +51,8 @@ export interface ReceivedMessage {
   readonly topic: string;
   readonly payload: Buffer;
   readonly headers: Headers;
+  /** Its place in the partition's stream; 0 for an ephemeral message. */
+  readonly offset: number;
 }
 
 export type MessageHandler = (message: ReceivedMessage) => void;
@@ -82,6 +90,8 @@ export interface ConnectOptions {
   readonly whenFull?: "wait" | "reject";
   /** Deadline of a request, from the call to its Ack. Default 10,000 ms. */
   readonly requestTimeoutMs?: number;
+  /** Times a request is sent again after its connection broke, within its deadline. Default 5. */
+  readonly retriesMax?: number;
   /** Reconnect attempts after a connection breaks before giving up. Default 120. */
   readonly reconnectAttemptsMax?: number;
   /** Backoff between reconnect attempts: doubles from the first value up to the second. Default 50 and 2,000 ms. */
@@ -101,11 +111,12 @@ interface PendingRequest {
   readonly kind: Frame["kind"];
   /** The topic it is about, for error messages. */
   readonly topic: string | undefined;
-  /**
-   * The frame while it is unsent; dropped once sent (the encoder copied it), so a payload is
-   * not kept alive until the Ack. Invariant: undefined exactly when sent.
-   */
-  frame: (Frame & { requestId: number }) | undefined;
+  /** The frame, kept until the Ack: it is sent again if the connection breaks first. */
+  readonly frame: Frame & { requestId: number };
+  /** Sent on the current connection. */
+  sent: boolean;
+  /** Times it was sent. */
+  sends: number;
   readonly bytes: number;
   readonly resolve: () => void;
   readonly reject: (error: NeuronError) => void;
@@ -136,10 +147,20 @@ function checkHeaders(headers: Headers): string | undefined {
   return count > headersMax ? `at most ${headersMax} headers are allowed, got ${count}` : undefined;
 }
 
-const routerCodeToClient: Partial<Record<ErrorCode, "InvalidTopic" | "PayloadTooLarge">> = {
+const routerCodeToClient: Partial<Record<ErrorCode, NeuronErrorCode>> = {
   InvalidTopic: "InvalidTopic",
   PayloadTooLarge: "PayloadTooLarge",
+  UnknownTopic: "UnknownTopic",
+  TopicKindConflict: "TopicKindConflict",
+  NoLeader: "ElectionInProgress",
+  NotLeader: "Unavailable",
+  Unavailable: "Unavailable",
+  OutOfOrder: "Unavailable",
+  Timeout: "Timeout",
 };
+
+/** Topics a producer id numbers before the client takes a new one (bounds `sequences`). */
+const topicsPerProducerMax = 100_000;
 
 export class Client {
   private readonly options: ConnectOptions;
@@ -151,6 +172,13 @@ export class Client {
   private readonly maxPendingBytes: number;
   private readonly maxWaiting: number;
   private readonly requestTimeoutMs: number;
+  private readonly retriesMax: number;
+  /** Names this client's publishes; see `sequences`. */
+  private producerId = randomUUID();
+  /** The last sequence this producer used on each topic (1, 2, ...). */
+  private readonly sequences = new Map<string, number>();
+  /** The highest sequence acknowledged on each topic (acks come in sequence order per topic). */
+  private readonly acknowledged = new Map<string, number>();
   private link: Link | undefined;
   private seedIndex = 0;
   private state: "connecting" | "connected" | "reconnecting" | "closed" = "connecting";
@@ -179,6 +207,7 @@ export class Client {
     this.maxPendingBytes = options.maxPendingBytes ?? 64 * 1024 * 1024;
     this.maxWaiting = options.maxWaiting ?? 100_000;
     this.requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
+    this.retriesMax = options.retriesMax ?? 5;
   }
 
   /** Connects to the first reachable seed; rejects with ConnectFailed naming each seed's reason. */
@@ -217,10 +246,10 @@ export class Client {
   }
 
   /**
-   * Publishes to a topic. Resolves once the router has routed the message; rejects with a
-   * NeuronError (InvalidTopic, PayloadTooLarge, InvalidArgument, BufferFull, Timeout,
-   * ConnectionLost, Refused, Closed). The payload is not copied until the message is sent
-   * (at once while connected): do not change it before the promise settles.
+   * Publishes to a topic. Resolves once the topic's leader took it (see the file's header);
+   * rejects with a NeuronError (InvalidTopic, UnknownTopic, PayloadTooLarge, InvalidArgument,
+   * BufferFull, Timeout, ElectionInProgress, Unavailable, ConnectionLost, Refused, Closed). The
+   * payload is kept until the promise settles (it may be sent again): do not change it.
    */
   publish(topic: string, payload: Uint8Array | string, options?: { headers?: Headers }): Promise<void> {
     if (!isValidTopic(topic)) return Promise.reject(new NeuronError("InvalidTopic", topicProblem(topic)));
@@ -239,12 +268,44 @@ export class Client {
       if (headerProblem !== undefined)
         return Promise.reject(new NeuronError("InvalidArgument", headerProblem));
     }
-    const frame = { kind: "Publish", requestId: 0, topic, payload: body, headers } as const;
+    if (!this.sequences.has(topic) && this.sequences.size >= topicsPerProducerMax) {
+      this.producerId = randomUUID();
+      this.sequences.clear();
+      this.acknowledged.clear();
+    }
+    const sequence = (this.sequences.get(topic) ?? 0) + 1;
+    this.sequences.set(topic, sequence);
+    const frame = {
+      kind: "Publish",
+      requestId: 0,
+      topic,
+      payload: body,
+      headers,
+      producerId: this.producerId,
+      sequence,
+      ackedSequence: this.acknowledged.get(topic) ?? 0,
+    } as const;
     // The common case, inline: room to spare and nobody waiting (whenRoom's first branch).
     if (this.state !== "closed" && this.waiting.length === 0 && this.fits(body.length)) {
       return this.request(frame, body.length);
     }
     return this.whenRoom(body.length, false, () => this.request(frame, body.length));
+  }
+
+  /**
+   * Declares a topic persistent (stored, replicated, every message fsynced on a quorum before
+   * its publish resolves) or ephemeral (never stored). A topic keeps its first kind: declaring
+   * the other rejects with TopicKindConflict. Declaring it again with its kind changes nothing.
+   */
+  declareTopic(topic: string, kind: TopicKind): Promise<void> {
+    if (!isValidTopic(topic)) return Promise.reject(new NeuronError("InvalidTopic", topicProblem(topic)));
+    if (kind !== "persistent" && kind !== "ephemeral") {
+      return Promise.reject(
+        new NeuronError("InvalidArgument", 'a topic kind is "persistent" or "ephemeral"'),
+      );
+    }
+    const frame = { kind: "DeclareTopic", requestId: 0, topic, topicKind: kind } as const;
+    return this.whenRoom(0, false, () => this.request(frame, 0));
   }
 
   /** Subscribes to a topic; resolves once the router has registered the subscription. */
@@ -278,8 +339,11 @@ export class Client {
         if (this.state !== "connected") return;
         await this.request({ kind: "Unsubscribe", requestId: 0, subscriptionId: state.id }, 0).catch(
           (error: NeuronError) => {
-            // The subscription is gone either way once the connection is gone.
-            if (error.code !== "ConnectionLost" && error.code !== "Closed") throw error;
+            // The subscription is gone either way once the connection is gone (a resent
+            // Unsubscribe finds none on the new connection).
+            if (error.code === "ConnectionLost" || error.code === "Closed") return;
+            if (error.routerCode === "UnknownSubscription") return;
+            throw error;
           },
         );
       },
@@ -343,6 +407,8 @@ export class Client {
       kind: frame.kind,
       topic,
       frame,
+      sent: false,
+      sends: 0,
       bytes,
       resolve,
       reject,
@@ -392,9 +458,10 @@ export class Client {
   };
 
   private sendRequest(link: Link, request: PendingRequest): void {
-    const result = link.send(request.frame!);
+    const result = link.send(request.frame);
     if (result.ok) {
-      request.frame = undefined;
+      request.sent = true;
+      request.sends += 1;
       return;
     }
     // Too big for the router's frames: refuse. Any other failure means the link is closing;
@@ -409,8 +476,15 @@ export class Client {
     const request = this.pending.remove(requestId);
     if (request === undefined) return;
     this.pendingBytes -= request.bytes;
-    if (error === undefined) request.resolve();
-    else request.reject(error);
+    if (error === undefined) {
+      const frame = request.frame;
+      if (frame.kind === "Publish" && frame.producerId === this.producerId) {
+        this.acknowledged.set(frame.topic, frame.sequence);
+      }
+      request.resolve();
+    } else {
+      request.reject(error);
+    }
     this.wakeWaiting();
   }
 
@@ -453,7 +527,12 @@ export class Client {
     if (subscription === undefined || !subscription.active) return;
     try {
       // Decoded frames carry Buffers (wire/hot-frames.ts); the type admits any Uint8Array to send.
-      subscription.handler({ topic: frame.topic, payload: frame.payload as Buffer, headers: frame.headers });
+      subscription.handler({
+        topic: frame.topic,
+        payload: frame.payload as Buffer,
+        headers: frame.headers,
+        offset: frame.offset,
+      });
     } catch (error) {
       this.options.onEvent?.({ kind: "handlerError", error, topic: frame.topic });
     }
@@ -504,8 +583,7 @@ export class Client {
     });
     // Send what waited (lowest ids first: request ids must increase on a link), then
     // re-register the subscriptions.
-    for (const request of this.pending.list())
-      if (request.frame !== undefined) this.sendRequest(link, request);
+    for (const request of this.pending.list()) if (!request.sent) this.sendRequest(link, request);
     for (const subscription of this.subscriptions.values()) {
       if (subscription.active && subscription.registered) {
         void this.request(
@@ -524,13 +602,17 @@ export class Client {
     this.link = undefined;
     this.state = "reconnecting";
     this.options.onEvent?.({ kind: "disconnected", reason });
-    const lost = this.pending.list().filter((request) => request.frame === undefined);
-    for (const request of lost) {
+    // Sent and unanswered: sent again on the next connection (the routers store a publish
+    // once, and the other requests are idempotent), unless sent too often already.
+    for (const request of this.pending.list()) {
+      if (!request.sent) continue;
+      request.sent = false;
+      if (request.sends <= this.retriesMax) continue;
       this.settle(
         request.requestId,
         new NeuronError(
           "ConnectionLost",
-          `connection to the router broke before ${request.kind} was acknowledged (${reason})`,
+          `connection to the router broke before ${request.kind} was acknowledged, ${request.sends} times (${reason})`,
         ),
       );
     }

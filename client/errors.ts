@@ -17,6 +17,14 @@ export type NeuronErrorCode =
   | "ConnectionLost"
   /** No seed router could be reached (each seed's reason is in the message). */
   | "ConnectFailed"
+  /** No such topic: it was never declared and no rule of the routers makes it exist. */
+  | "UnknownTopic"
+  /** The topic exists with the other kind (persistent or ephemeral). */
+  | "TopicKindConflict"
+  /** The topic's partition is electing a leader and none took over before the deadline: retry later. */
+  | "ElectionInProgress"
+  /** The routers could not reach the topic's partition before the deadline (the outcome is unknown). */
+  | "Unavailable"
   /** The router refused the request; `routerCode` says why. */
   | "Refused"
   /** The client is closed. */

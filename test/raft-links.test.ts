@@ -93,7 +93,9 @@ async function startCluster(
       ...(options.config === undefined ? {} : { config: options.config }),
       configurationOf: () => ({ voters: ids, learners: [] }),
       stateMachine: {
-        apply: (group, entries) => applied.set(group, [...(applied.get(group) ?? []), ...entries]),
+        apply: (group, entries) => {
+          applied.set(group, [...(applied.get(group) ?? []), ...entries]);
+        },
         restore: () => {},
         leadershipChanged: () => {},
       },

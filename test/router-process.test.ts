@@ -9,7 +9,7 @@ import {
   type ReceivedMessage,
 } from "../client/index.ts";
 import { AxonFailure, type Credentials, parseAddress, tlsTransport } from "../src/axon/index.ts";
-import { encodeFrame, type Frame } from "../src/wire/index.ts";
+import { encodeFrame, type Frame, wireVersion } from "../src/wire/index.ts";
 import { makeTestPki, type TestPki } from "./support/certs.ts";
 import {
   type RouterProcess,
@@ -142,18 +142,39 @@ describe("one router, real processes", () => {
     expect(link.peerHello.payloadMaxBytes).toBe(1024 * 1024);
     const frames: Frame[] = [];
     link.start({ frame: (frame) => frames.push(frame), closed: () => {} });
-    link.send({ kind: "Publish", requestId: 1, topic: "bad topic", payload: Buffer.from("x"), headers: {} });
+    link.send({
+      kind: "Publish",
+      requestId: 1,
+      topic: "bad topic",
+      payload: Buffer.from("x"),
+      headers: {},
+      producerId: "p",
+      sequence: 1,
+      ackedSequence: 0,
+    });
     link.send({
       kind: "Publish",
       requestId: 2,
       topic: "t",
       payload: Buffer.alloc(1024 * 1024 + 10),
       headers: {},
+      producerId: "p",
+      sequence: 1,
+      ackedSequence: 0,
     });
     link.send({ kind: "Unsubscribe", requestId: 3, subscriptionId: 99 });
     link.send({ kind: "Subscribe", requestId: 4, subscriptionId: 1, topic: "t" });
     link.send({ kind: "Subscribe", requestId: 5, subscriptionId: 1, topic: "t" });
-    link.send({ kind: "Publish", requestId: 6, topic: "t", payload: Buffer.from("ok"), headers: {} });
+    link.send({
+      kind: "Publish",
+      requestId: 6,
+      topic: "t",
+      payload: Buffer.from("ok"),
+      headers: {},
+      producerId: "p",
+      sequence: 1,
+      ackedSequence: 0,
+    });
     await waitFor(
       () => frames.some((frame) => frame.kind === "Ack" && frame.throughRequestId === 6),
       "the Ack through 6",
@@ -193,7 +214,7 @@ describe("one router, real processes", () => {
     socket.write(
       encodeFrame({ kind: "Hello", agent: "raw", frameMaxBytes: 1 << 20, payloadMaxBytes: 1 << 20 }),
     );
-    const garbage = Buffer.from([0, 0, 0, 6, 1, 4, 0xff, 0xff, 0xff, 0xff]);
+    const garbage = Buffer.from([0, 0, 0, 6, wireVersion, 4, 0xff, 0xff, 0xff, 0xff]);
     socket.write(garbage);
     const closed = new Promise<void>((resolve) => socket.once("close", () => resolve()));
     await closed;

@@ -3,7 +3,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { makeTestPki, type TestPki } from "../../test/support/certs.ts";
 import { memoryTransport, SeededRandom, SimClock, SimNetwork } from "../sim/index.ts";
-import type { Frame, Hello } from "../wire/index.ts";
+import type { Frame, Hello, Publish } from "../wire/index.ts";
 import {
   type AxonError,
   AxonFailure,
@@ -74,6 +74,18 @@ const hello = (frameMaxBytes = 1 << 20): Hello => ({
   agent: "compliance",
   frameMaxBytes,
   payloadMaxBytes: frameMaxBytes - 1024,
+});
+
+/** The `sequence`th publish of one producer on topic "t"; its request id is the same number. */
+const publish = (sequence: number, payload: Uint8Array): Publish => ({
+  kind: "Publish",
+  requestId: sequence,
+  topic: "t",
+  payload,
+  headers: {},
+  producerId: "compliance",
+  sequence,
+  ackedSequence: 0,
 });
 
 /** A link handler that records what it gets and lets a test wait for it. */
@@ -232,9 +244,7 @@ describe.each(fixtures)("transport compliance: $name", (fixture) => {
     const count = 20_000;
     const payload = Buffer.alloc(128, 1);
     for (let index = 1; index <= count; index++) {
-      expect(link.send({ kind: "Publish", requestId: index, topic: "t", payload, headers: {} }).ok).toBe(
-        true,
-      );
+      expect(link.send(publish(index, payload)).ok).toBe(true);
       if (!link.writable) await link.whenWritable();
     }
     await atServer.untilFrames(count);
@@ -312,7 +322,7 @@ describe.each(fixtures)("transport compliance: $name", (fixture) => {
     await server.until(() => server.accepted.length === 1);
     const atServer = recorder(server.accepted[0]!);
     const atClient = recorder(link);
-    link.send({ kind: "Publish", requestId: 1, topic: "t", payload: Buffer.alloc(10_000), headers: {} });
+    link.send(publish(1, Buffer.alloc(10_000)));
     expect(await atServer.untilClosed()).toMatchObject({
       tag: "ProtocolError",
       wire: { tag: "FrameTooLarge" },
@@ -344,7 +354,7 @@ describe.each(fixtures)("transport compliance: $name", (fixture) => {
     const payload = Buffer.alloc(60_000);
     let sent = 0;
     while (link.writable) {
-      link.send({ kind: "Publish", requestId: ++sent, topic: "t", payload, headers: {} });
+      link.send(publish(++sent, payload));
     }
     expect(link.bufferedBytes).toBeGreaterThan(0);
     await link.whenWritable();

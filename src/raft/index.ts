@@ -24,8 +24,10 @@ export {
   LinkRaftTransport,
   type LinkRaftTransportOptions,
   type LinkRaftTransportStats,
+  type MeshFrame,
 } from "./link-transport.ts";
 export {
+  type Applied,
   MultiRaft,
   type MultiRaftOptions,
   type MultiRaftStats,

@@ -31,6 +31,7 @@ import {
 } from "../axon/index.ts";
 import type { Clock } from "../ports/index.ts";
 import type { GroupId, NodeId } from "../storage/index.ts";
+import type { Deliver, Forward, ForwardResult } from "../wire/index.ts";
 import { frameHeaderBytes, type Hello } from "../wire/index.ts";
 import { batchIsEmpty, type RaftBatch } from "./batch.ts";
 import { decodeRaftBatch, encodeRaftBatch } from "./batch-codec.ts";
@@ -79,6 +80,13 @@ export interface LinkRaftTransportOptions {
    * router's log. Raft re-sends what was lost, so one stuck message is reported again each time.
    */
   readonly oversized?: (drop: LinkRaftOversized) => void;
+  /**
+   * The router's own frames on these links (forwarded requests, their results, deliveries),
+   * already checked to come from `peer`. Without it, such frames close the link.
+   */
+  readonly frame?: (peer: NodeId, frame: MeshFrame) => void;
+  /** The link to `peer` closed: requests waiting on it will not be answered. */
+  readonly linkClosed?: (peer: NodeId) => void;
   /** Queued bytes on a link past which data frames are dropped. Default 4 MiB. */
   readonly bufferedBytesMax?: number;
   /** Least time between two dials of one peer, ms. Default 200. */
@@ -105,6 +113,9 @@ export interface LinkRaftTransportStats {
   dials: number;
   dialFailures: number;
 }
+
+/** Frames besides Raft's that routers exchange on their links. */
+export type MeshFrame = Forward | ForwardResult | Deliver;
 
 /** What this transport knows of one open link. */
 interface LinkState {
@@ -187,6 +198,32 @@ export class LinkRaftTransport implements RaftTransport {
     if (batch.beats.length > 0 || batch.beatResponses.length > 0)
       this.sendBeats(link, batch, payloadMaxBytes);
     if (batch.messages.length > 0) this.sendMessages(link, batch, payloadMaxBytes);
+  }
+
+  /**
+   * Queues one of the router's own frames for `peer`; false if there is no open link (a dial
+   * starts) or the frame does not fit the link's limits. A Deliver is also refused while the
+   * link's queue is over `bufferedBytesMax` (deliveries are at most once; requests are not
+   * dropped, their senders bound how many are in flight).
+   */
+  sendFrame(peer: NodeId, frame: MeshFrame): boolean {
+    if (this.closed) return false;
+    const link = this.links.get(peer);
+    if (link === undefined || link.closed) {
+      this.dial(peer);
+      return false;
+    }
+    if (frame.kind === "Deliver" && link.bufferedBytes > (this.options.bufferedBytesMax ?? 4 * 1024 * 1024)) {
+      this.stats.droppedBackpressure += 1;
+      return false;
+    }
+    return link.send(frame).ok;
+  }
+
+  /** True if a link to `peer` is open now. */
+  connected(peer: NodeId): boolean {
+    const link = this.links.get(peer);
+    return link !== undefined && !link.closed;
   }
 
   /** Open links to `peer` and who dialled the one in use (tests and diagnostics). */
@@ -318,7 +355,15 @@ export class LinkRaftTransport implements RaftTransport {
     link.start({
       frame: (frame) => {
         if (frame.kind !== "RaftBatch") {
-          this.refuse(link, `expected RaftBatch frames, got ${frame.kind}`);
+          const handler = this.options.frame;
+          if (
+            handler !== undefined &&
+            (frame.kind === "Forward" || frame.kind === "ForwardResult" || frame.kind === "Deliver")
+          ) {
+            handler(peer, frame);
+            return;
+          }
+          this.refuse(link, `a router may not send ${frame.kind} on a router link`);
           return;
         }
         const decoded = decodeRaftBatch(frame.payload);
@@ -341,7 +386,10 @@ export class LinkRaftTransport implements RaftTransport {
         this.open.delete(link);
         // The link in use was the only open one to its peer (adopt keeps one), so there is
         // none to promote: the next send dials, or the peer's dial arrives first.
-        if (this.links.get(peer) === link) this.links.delete(peer);
+        if (this.links.get(peer) === link) {
+          this.links.delete(peer);
+          this.options.linkClosed?.(peer);
+        }
       },
     });
     // `start` delivers frames that came before it, which may have closed the link.

@@ -45,8 +45,11 @@ export interface RaftTransport {
 
 /** The application above the groups: the partition's stream in Neuron, a checker in the simulator. */
 export interface StateMachine {
-  /** Committed entries of `group`, in log order, each exactly once per process lifetime. */
-  apply(group: GroupId, entries: readonly Entry[]): void;
+  /**
+   * Committed entries of `group`, in log order, each exactly once per process lifetime. May
+   * return one result per entry: a proposal made here resolves with its entry's result.
+   */
+  apply(group: GroupId, entries: readonly Entry[]): readonly unknown[] | undefined | void;
   /** A snapshot from the leader replaces the group's state (before any later apply). */
   restore(group: GroupId, snapshot: Snapshot): void;
   leadershipChanged(group: GroupId, state: SoftState): void;
@@ -98,9 +101,16 @@ export interface MultiRaftStats {
   droppedUnknownGroup: number;
 }
 
+/** A proposal applied: where, and what the state machine's apply returned for it. */
+export interface Applied {
+  readonly index: number;
+  readonly term: number;
+  readonly result: unknown;
+}
+
 interface Waiter {
   readonly term: number;
-  readonly resolve: (value: { index: number; term: number }) => void;
+  readonly resolve: (value: Applied) => void;
   readonly reject: (error: Error) => void;
 }
 
@@ -256,11 +266,11 @@ export class MultiRaft {
   }
 
   /** Resolves once the data is committed and applied here; rejects with RaftRequestError. */
-  propose(group: GroupId, data: Uint8Array): Promise<{ index: number; term: number }> {
+  propose(group: GroupId, data: Uint8Array): Promise<Applied> {
     return this.request(group, (node) => node.propose(data));
   }
 
-  proposeConfigChange(group: GroupId, change: ConfigChange): Promise<{ index: number; term: number }> {
+  proposeConfigChange(group: GroupId, change: ConfigChange): Promise<Applied> {
     return this.request(group, (node) => node.proposeConfigChange(change));
   }
 
@@ -474,21 +484,23 @@ export class MultiRaft {
     if (ready.committedEntries.length > 0) {
       const appliedBefore = this.applied.get(group) ?? 0;
       const fresh = ready.committedEntries.filter((entry) => entry.index > appliedBefore);
+      let results: readonly unknown[] | undefined | void;
       if (fresh.length > 0) {
         this.applying = true;
         try {
-          this.options.stateMachine.apply(group, fresh);
+          results = this.options.stateMachine.apply(group, fresh);
         } finally {
           this.applying = false;
         }
         this.applied.set(group, fresh.at(-1)!.index);
       }
       if (waiters !== undefined) {
-        for (const entry of fresh) {
+        for (const [position, entry] of fresh.entries()) {
           const waiter = waiters.get(entry.index);
           if (waiter === undefined) continue;
           waiters.delete(entry.index);
-          if (entry.term === waiter.term) waiter.resolve({ index: entry.index, term: entry.term });
+          if (entry.term === waiter.term)
+            waiter.resolve({ index: entry.index, term: entry.term, result: results?.[position] });
           else waiter.reject(new RaftRequestError(group, { tag: "NotLeader", leader: node.leader }));
         }
       }
@@ -535,10 +547,7 @@ export class MultiRaft {
     waiters.clear();
   }
 
-  private request(
-    group: GroupId,
-    act: (node: RaftNode) => ProposalResult,
-  ): Promise<{ index: number; term: number }> {
+  private request(group: GroupId, act: (node: RaftNode) => ProposalResult): Promise<Applied> {
     if (this.failure !== null) return Promise.reject(this.failure);
     const node = this.group(group);
     if (node === undefined)

@@ -301,6 +301,20 @@ export class RaftState {
     return { leader: this.leader, role: this.role };
   }
 
+  /** Leader only: a config change of this leader is not applied yet (a new one would be refused). */
+  get configChangePending(): boolean {
+    return this.pendingConfigIndex > this.log.applied;
+  }
+
+  /** Leader only: each other replica's match index and whether it was heard lately (check-quorum). */
+  replicaProgress(): ReadonlyMap<NodeId, { readonly match: number; readonly active: boolean }> {
+    const result = new Map<NodeId, { match: number; active: boolean }>();
+    for (const [id, progress] of this.progress) {
+      if (id !== this.id) result.set(id, { match: progress.match, active: progress.recentActive });
+    }
+    return result;
+  }
+
   /** Leader only: the match index of each replica (for status and tests). */
   matchIndexes(): ReadonlyMap<NodeId, number> {
     const result = new Map<NodeId, number>();

@@ -78,6 +78,17 @@ export interface RouterConfig {
   readonly tls: { readonly caPath: string; readonly certPath: string; readonly keyPath: string };
   readonly credentials: Credentials;
   readonly limits: RouterLimits;
+  readonly streams: StreamSettings;
+}
+
+/** `[streams]`: how partitions are replicated and how undeclared topics are treated. */
+export interface StreamSettings {
+  /** Replicas of each partition: 1..7, default 3 (fewer while the cluster has fewer routers). */
+  readonly replicationFactor: number;
+  /** Undeclared topics starting with one of these are persistent (stored, replicated). */
+  readonly persistentPrefixes: readonly string[];
+  /** Other undeclared topics: "ephemeral" (default) or "refuse" (UnknownTopic until declared). */
+  readonly undeclared: "ephemeral" | "refuse";
 }
 
 export class ConfigError extends Error {
@@ -173,8 +184,9 @@ class TableReader {
     return new TableReader(value, this.field(key));
   }
 
-  array(key: string): unknown[] {
+  array(key: string, required = true): unknown[] {
     const value = this.take(key);
+    if (value === undefined && !required) return [];
     if (!Array.isArray(value)) {
       throw new ConfigError(
         this.field(key),
@@ -298,6 +310,30 @@ export function checkConfigDocument(document: Table): Omit<RouterConfig, "creden
           ),
         };
   limitsTable?.done();
+
+  const streamsTable = root.section("streams", false);
+  const prefixes = (streamsTable?.array("persistent_prefixes", false) ?? []).map((prefix, index) => {
+    if (typeof prefix !== "string" || prefix.length === 0 || Buffer.byteLength(prefix) > 255) {
+      throw new ConfigError(
+        `streams.persistent_prefixes[${index}]`,
+        `expected a non-empty string of at most 255 bytes, got ${describe(prefix)}`,
+      );
+    }
+    return prefix;
+  });
+  const undeclared = streamsTable?.string("undeclared", false) ?? "ephemeral";
+  if (undeclared !== "ephemeral" && undeclared !== "refuse") {
+    throw new ConfigError(
+      "streams.undeclared",
+      `expected "ephemeral" or "refuse", got ${JSON.stringify(undeclared)}`,
+    );
+  }
+  const streams: StreamSettings = {
+    replicationFactor: streamsTable?.integer("replication_factor", 3, 1, 7) ?? 3,
+    persistentPrefixes: prefixes,
+    undeclared,
+  };
+  streamsTable?.done();
   root.done();
 
   return {
@@ -316,6 +352,7 @@ export function checkConfigDocument(document: Table): Omit<RouterConfig, "creden
     ...(gossipSettings === undefined ? {} : { gossip: gossipSettings }),
     tls,
     limits,
+    streams,
   };
 }
 

@@ -1,6 +1,8 @@
-// One router process, composed: config -> data directory lock -> client listeners -> sessions.
-// Today a router serves clients alone (ephemeral pub/sub on this router); membership, links
-// between routers and partitions join in later issues.
+// One router process, composed: config -> data directory lock -> client listeners -> router
+// links and the region's Raft groups (region.ts) -> membership -> sessions.
+//
+// Every request goes to its partition's leader (this router or another, over the links);
+// deliveries come back from leaders and go to this router's subscribers (`table`).
 //
 // Shutdown (SIGTERM): stop accepting, say Goodbye(ShuttingDown) to every client so they
 // reconnect elsewhere at once, give links a bounded time to flush, release the lock.
@@ -11,6 +13,7 @@ import {
   formatAddress,
   type Link,
   type Listener,
+  parseAddress,
   type RefusedConnection,
   type Transport,
   tlsTransport,
@@ -26,9 +29,11 @@ import {
 import { Keyring, parseKey, sealOverheadBytes } from "../membership/keyring.ts";
 import { MembershipService } from "../membership/service.ts";
 import { listenSync } from "../membership/sync.ts";
-import { frameHeaderBytes, type Hello } from "../wire/index.ts";
+import { systemClock, systemRandom } from "../ports/index.ts";
+import { frameHeaderBytes, type Headers, type Hello } from "../wire/index.ts";
 import { ConfigError, type RouterConfig } from "./config.ts";
 import type { Log } from "./log.ts";
+import { Region } from "./region.ts";
 import { ClientSession, type SessionCounters } from "./session.ts";
 import { type StatusServer, serveStatus } from "./status.ts";
 
@@ -48,6 +53,7 @@ export interface ListeningAddresses {
   readonly clientsQuic?: Address;
   readonly gossip?: Address;
   readonly metrics?: Address;
+  readonly links?: Address;
 }
 
 export class Router {
@@ -59,6 +65,7 @@ export class Router {
   private readonly listeners: Listener[] = [];
   private lockPath: string | undefined;
   private membership: MembershipService | undefined;
+  private region: Region | undefined;
   private statusServer: StatusServer | undefined;
   private stopping: Promise<void> | undefined;
   private _addresses: ListeningAddresses | undefined;
@@ -84,7 +91,7 @@ export class Router {
           "listen.clients_quic",
         );
       }
-      const gossip = await router.startMembership(clients);
+      router.region = await router.startRegion(options);
       if (config.listen.metrics !== undefined) {
         try {
           router.statusServer = await serveStatus(config.listen.metrics, () => router.status());
@@ -95,11 +102,16 @@ export class Router {
           );
         }
       }
+      const gossip = await router.startMembership(clients, {
+        ...(router.region.linksAddress === undefined ? {} : { links: router.region.linksAddress }),
+        ...(router.statusServer === undefined ? {} : { metrics: router.statusServer.address }),
+      });
       router._addresses = {
         clients,
         ...(clientsQuic === undefined ? {} : { clientsQuic }),
         ...(gossip === undefined ? {} : { gossip }),
         ...(router.statusServer === undefined ? {} : { metrics: router.statusServer.address }),
+        ...(router.region.linksAddress === undefined ? {} : { links: router.region.linksAddress }),
       };
     } catch (error) {
       await router.stop();
@@ -140,11 +152,87 @@ export class Router {
         addresses: member.addresses,
       })),
       membership: this.membership?.stats(),
+      mesh: this.region?.status(),
     };
   }
 
+  /** The region's Raft groups on the data directory's store, and the links if configured. */
+  private async startRegion(options: RouterOptions): Promise<Region> {
+    const config = this.config;
+    const linksBind = config.listen.links;
+    const gossipOn = config.listen.gossip !== undefined;
+    try {
+      return await Region.start({
+        id: config.id,
+        dataDir: config.dataDir,
+        founder: config.seeds.length === 0 || !gossipOn,
+        ...(linksBind === undefined
+          ? {}
+          : {
+              links: {
+                transport: options.transports?.tls ?? tlsTransport(),
+                listen: linksBind,
+                credentials: config.credentials,
+                hello: this.hello(),
+              },
+            }),
+        addressOf: (peer) => this.linksAddressOf(peer),
+        isAlive: (router) => this.isAlive(router),
+        aliveRouters: () => this.aliveRouters(),
+        replicationFactor: config.streams.replicationFactor,
+        topicRules: {
+          persistentPrefixes: config.streams.persistentPrefixes,
+          undeclared: config.streams.undeclared,
+        },
+        clock: systemClock,
+        random: systemRandom,
+        log: this.log,
+        deliver: (topic, payload, headers, offset) => this.deliverLocal(topic, payload, headers, offset),
+      });
+    } catch (error) {
+      if (error instanceof ConfigError) throw error;
+      const field =
+        linksBind !== undefined && /listen|EADDR/.test((error as Error).message)
+          ? "listen.links"
+          : "data_dir";
+      throw new ConfigError(field, (error as Error).message);
+    }
+  }
+
+  private deliverLocal(topic: string, payload: Uint8Array, headers: Headers, offset: number): void {
+    for (const entry of this.table.match(topic)) {
+      entry.subscriber.deliver(entry.subscriptionId, topic, payload, headers, offset);
+    }
+  }
+
+  private linksAddressOf(peer: string): Address | null {
+    const member = this.membership?.members().find((candidate) => candidate.id === peer);
+    const text = member?.addresses.links;
+    if (text === undefined) return null;
+    const parsed = parseAddress(text);
+    return parsed.ok ? parsed.address : null;
+  }
+
+  private isAlive(router: string): boolean {
+    if (router === this.config.id) return true;
+    const member = this.membership?.members().find((candidate) => candidate.id === router);
+    return member !== undefined && (member.state === "alive" || member.state === "suspect");
+  }
+
+  private aliveRouters(): readonly string[] {
+    if (this.membership === undefined) return [this.config.id];
+    return this.membership
+      .members()
+      .filter((member) => member.state === "alive" || member.state === "suspect")
+      .map((member) => member.id);
+  }
+
   /** Starts gossip if configured and joins through the seeds; returns the bound gossip address. */
-  private async startMembership(clients: Address): Promise<Address | undefined> {
+  /** `others`: more listeners to advertise to the other routers (links, metrics). */
+  private async startMembership(
+    clients: Address,
+    others: { readonly links?: Address; readonly metrics?: Address },
+  ): Promise<Address | undefined> {
     const bind = this.config.listen.gossip;
     const settings = this.config.gossip;
     if (bind === undefined || settings === undefined) return undefined;
@@ -156,7 +244,15 @@ export class Router {
         self: {
           id: memberId(this.config.id),
           region: this.config.region,
-          addresses: { clients: formatAddress({ host: advertiseHost, port: clients.port }) },
+          addresses: {
+            clients: formatAddress({ host: advertiseHost, port: clients.port }),
+            ...Object.fromEntries(
+              Object.entries(others).map(([name, address]) => [
+                name,
+                formatAddress({ host: advertiseHost, port: address.port }),
+              ]),
+            ),
+          },
           metadata: {},
           version: 0,
         },
@@ -241,7 +337,7 @@ export class Router {
       link.close("TooManyClients", `this router serves at most ${this.config.limits.clientsMax} clients`);
       return;
     }
-    const session = new ClientSession(link, this.table, this.config.limits, this.counters);
+    const session = new ClientSession(link, this.table, this.region!, this.config.limits, this.counters);
     this.sessions.add(session);
     this.log.info("client connected", {
       client: link.peer.id,
@@ -270,6 +366,7 @@ export class Router {
     try {
       await this.membership?.leave(Math.min(graceMs, 1000));
       await this.statusServer?.close();
+      await this.region?.stop();
     } catch (error) {
       this.log.error("membership or status server did not stop cleanly", { error: (error as Error).message });
     }

@@ -1,16 +1,29 @@
-// One client connection to a router: turns the client's frames into subscriptions and
-// publishes, and carries deliveries back.
+// One client connection to a router: turns the client's frames into requests to partition
+// leaders (region.ts) and local subscriptions, and carries deliveries back.
 //
 // Request ids on a link are strictly increasing; every request is answered by a cumulative
-// Ack, and a failed one by a Refusal sent before that Ack (wire/schema.ts). Acks are
-// coalesced: one per batch of frames read together (a microtask after the batch).
-// Bad input (invalid topic, oversized payload, duplicate or unknown subscription id, a
-// request id that does not increase) is refused with a code and changes nothing.
+// Ack, and a failed one by a Refusal sent before that Ack (wire/schema.ts). Requests finish
+// out of order (partitions commit independently), so the Ack covers the longest prefix of
+// finished requests: `open` holds the unfinished ids in order. Acks are coalesced: at most one
+// per microtask.
+// Bad input (invalid topic, oversized payload, bad producer id, duplicate or unknown
+// subscription id, a request id that does not increase) is refused with a code and changes
+// nothing.
 import type { Link } from "../axon/index.ts";
-import type { SubscriptionTable } from "../delivery/index.ts";
-import { checkTopic, isValidTopic } from "../partitions/index.ts";
-import type { ErrorCode, Frame, Headers, Publish, Subscribe, Unsubscribe } from "../wire/index.ts";
+import { isValidProducerId, type SubscriptionTable } from "../delivery/index.ts";
+import { checkTopic, isValidTopic, partitionOf } from "../partitions/index.ts";
+import type {
+  DeclareTopic,
+  ErrorCode,
+  Frame,
+  Headers,
+  Publish,
+  Subscribe,
+  Unsubscribe,
+} from "../wire/index.ts";
 import type { RouterLimits } from "./config.ts";
+import type { Outcome } from "./outcome.ts";
+import type { Region } from "./region.ts";
 
 export interface SessionCounters {
   published: number;
@@ -22,12 +35,24 @@ export interface SessionCounters {
 export class ClientSession {
   readonly link: Link;
   private readonly table: SubscriptionTable<ClientSession>;
+  private readonly region: Region;
   private readonly limits: RouterLimits;
   private readonly counters: SessionCounters;
   /** subscriptionId -> topic. Invariant: mirrors this session's entries in `table`. */
   private readonly subscriptions = new Map<number, string>();
   private lastRequestId = 0;
+  /** Unfinished request ids, ascending, from `openHead` on; finished ones are in `finished`. */
+  private readonly open: number[] = [];
+  private openHead = 0;
+  private readonly finished = new Set<number>();
+  private lastAcked = 0;
   private ackScheduled = false;
+  /**
+   * The latest interest registration of this session still in progress: later requests start
+   * after it, so a publish sent after a subscribe on one connection reaches that subscriber
+   * (as a NATS user expects), even though the two go to the leader by different paths.
+   */
+  private barrier: Promise<unknown> | null = null;
   /**
    * The last topic found valid, so a stream of publishes to one topic is checked once. The
    * decoder hands out the same string for a repeated topic, which makes the comparison a
@@ -38,11 +63,13 @@ export class ClientSession {
   constructor(
     link: Link,
     table: SubscriptionTable<ClientSession>,
+    region: Region,
     limits: RouterLimits,
     counters: SessionCounters,
   ) {
     this.link = link;
     this.table = table;
+    this.region = region;
     this.limits = limits;
     this.counters = counters;
   }
@@ -62,6 +89,9 @@ export class ClientSession {
       case "Unsubscribe":
         if (this.accept(frame.requestId)) this.unsubscribe(frame);
         return;
+      case "DeclareTopic":
+        if (this.accept(frame.requestId)) this.declareTopic(frame);
+        return;
       default:
         this.link.close("ProtocolViolation", `a client may not send ${frame.kind}`);
     }
@@ -69,14 +99,20 @@ export class ClientSession {
 
   /** The link closed: drop every subscription of this session. */
   closed(): void {
-    for (const [subscriptionId, topic] of this.subscriptions) this.table.remove(topic, this, subscriptionId);
+    for (const [subscriptionId, topic] of this.subscriptions) this.dropSubscription(topic, subscriptionId);
     this.subscriptions.clear();
   }
 
   /** Sends a message to one of this session's subscriptions. */
-  deliver(subscriptionId: number, topic: string, payload: Uint8Array, headers: Headers): void {
+  deliver(
+    subscriptionId: number,
+    topic: string,
+    payload: Uint8Array,
+    headers: Headers,
+    offset: number,
+  ): void {
     if (this.link.closed) return;
-    const sent = this.link.send({ kind: "Message", subscriptionId, topic, payload, headers });
+    const sent = this.link.send({ kind: "Message", subscriptionId, topic, payload, headers, offset });
     if (!sent.ok) {
       // Bigger than the frames this client said it accepts: it cannot get this stream.
       this.link.close(
@@ -102,21 +138,60 @@ export class ClientSession {
       return false;
     }
     this.lastRequestId = requestId;
-    if (!this.ackScheduled) {
-      this.ackScheduled = true;
-      queueMicrotask(this.sendAck);
-    }
+    this.scheduleAck();
     return true;
+  }
+
+  private scheduleAck(): void {
+    if (this.ackScheduled) return;
+    this.ackScheduled = true;
+    queueMicrotask(this.sendAck);
   }
 
   private readonly sendAck = () => {
     this.ackScheduled = false;
-    if (!this.link.closed) this.link.send({ kind: "Ack", throughRequestId: this.lastRequestId });
+    const through = this.openHead < this.open.length ? this.open[this.openHead]! - 1 : this.lastRequestId;
+    if (through <= this.lastAcked || this.link.closed) return;
+    this.lastAcked = through;
+    this.link.send({ kind: "Ack", throughRequestId: through });
   };
+
+  /** Request `requestId` finishes when `outcome` settles; the Ack waits for it. */
+  private track(requestId: number, outcome: Promise<Outcome>, onFailure?: () => void): void {
+    this.open.push(requestId);
+    outcome.then(
+      (result) => {
+        if (!result.ok) {
+          onFailure?.();
+          this.refuse(requestId, result.code, result.message);
+        }
+        this.finish(requestId);
+      },
+      (error: unknown) => {
+        onFailure?.();
+        this.refuse(requestId, "Internal", (error as Error).message);
+        this.finish(requestId);
+      },
+    );
+  }
+
+  private finish(requestId: number): void {
+    this.finished.add(requestId);
+    while (this.openHead < this.open.length && this.finished.delete(this.open[this.openHead]!))
+      this.openHead++;
+    if (this.openHead === this.open.length) {
+      this.open.length = 0;
+      this.openHead = 0;
+    } else if (this.openHead > 1024 && this.openHead * 2 > this.open.length) {
+      this.open.splice(0, this.openHead);
+      this.openHead = 0;
+    }
+    this.scheduleAck();
+  }
 
   private refuse(requestId: number, code: ErrorCode, message: string): void {
     this.counters.refused += 1;
-    this.link.send({ kind: "Refusal", requestId, code, message });
+    if (!this.link.closed) this.link.send({ kind: "Refusal", requestId, code, message });
   }
 
   private refuseTopic(requestId: number, topic: string): void {
@@ -136,10 +211,31 @@ export class ClientSession {
         `payload of ${frame.payload.length} bytes exceeds the limit of ${this.limits.payloadMaxBytes} bytes`,
       );
     }
-    this.counters.published += 1;
-    for (const entry of this.table.match(frame.topic)) {
-      entry.subscriber.deliver(entry.subscriptionId, frame.topic, frame.payload, frame.headers);
+    if (!isValidProducerId(frame.producerId) || frame.sequence < 1 || frame.ackedSequence >= frame.sequence) {
+      return this.refuse(
+        frame.requestId,
+        "InvalidArgument",
+        "a publish needs a producer id of 1..64 bytes, a sequence >= 1 and an acknowledged sequence below it",
+      );
     }
+    this.counters.published += 1;
+    const publish = () =>
+      this.region.publish(
+        frame.topic,
+        partitionOf(frame.topic),
+        frame.payload,
+        frame.headers,
+        frame.producerId,
+        frame.sequence,
+        frame.ackedSequence,
+      );
+    this.track(frame.requestId, this.barrier === null ? publish() : this.barrier.then(publish));
+  }
+
+  private declareTopic(frame: DeclareTopic): void {
+    if (!isValidTopic(frame.topic)) return this.refuseTopic(frame.requestId, frame.topic);
+    const declare = () => this.region.declareTopic(frame.topic, partitionOf(frame.topic), frame.topicKind);
+    this.track(frame.requestId, this.barrier === null ? declare() : this.barrier.then(declare));
   }
 
   private subscribe(frame: Subscribe): void {
@@ -158,8 +254,31 @@ export class ClientSession {
         `a connection may hold at most ${this.limits.subscriptionsPerClientMax} subscriptions`,
       );
     }
+    const first = this.table.match(frame.topic).length === 0;
     this.subscriptions.set(frame.subscriptionId, frame.topic);
     this.table.add(frame.topic, this, frame.subscriptionId);
+    if (!first) return;
+    // The first local subscriber: register this router's interest with the partition leader,
+    // and answer once it is replicated (a publish after the answer reaches this subscriber).
+    const registered = this.region.interest(frame.topic, partitionOf(frame.topic), true);
+    const barrier = Promise.all([this.barrier, registered]);
+    this.barrier = barrier;
+    void barrier.then(() => {
+      if (this.barrier === barrier) this.barrier = null;
+    });
+    this.track(frame.requestId, registered, () => {
+      if (this.subscriptions.get(frame.subscriptionId) !== frame.topic) return;
+      this.subscriptions.delete(frame.subscriptionId);
+      this.table.remove(frame.topic, this, frame.subscriptionId);
+    });
+  }
+
+  /** Removes one local subscription; the last one of a topic withdraws this router's interest. */
+  private dropSubscription(topic: string, subscriptionId: number): void {
+    this.table.remove(topic, this, subscriptionId);
+    if (this.table.match(topic).length === 0) {
+      void this.region.interest(topic, partitionOf(topic), false);
+    }
   }
 
   private unsubscribe(frame: Unsubscribe): void {
@@ -172,6 +291,6 @@ export class ClientSession {
       );
     }
     this.subscriptions.delete(frame.subscriptionId);
-    this.table.remove(topic, this, frame.subscriptionId);
+    this.dropSubscription(topic, frame.subscriptionId);
   }
 }

@@ -105,6 +105,9 @@ async function conversation(seed: number) {
         topic: "orders",
         payload: Buffer.alloc(index * 7, index),
         headers: {},
+        producerId: "c1",
+        sequence: index,
+        ackedSequence: 0,
       });
       if (index % 5 === 0) accepted.send({ kind: "Ack", throughRequestId: index });
     });

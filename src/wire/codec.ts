@@ -71,7 +71,17 @@ export class FrameEncoder {
   encode(frame: Frame): EncodeResult {
     switch (frame.kind) {
       case "Publish":
-        return this.encodeCarrier(frame.kind, 4, frame.requestId, frame.topic, frame.payload, frame.headers);
+        return this.encodeCarrier(
+          frame.kind,
+          4,
+          frame.requestId,
+          frame.topic,
+          frame.payload,
+          frame.headers,
+          frame.producerId,
+          frame.ackedSequence,
+          frame.sequence,
+        );
       case "Message":
         return this.encodeCarrier(
           frame.kind,
@@ -80,6 +90,9 @@ export class FrameEncoder {
           frame.topic,
           frame.payload,
           frame.headers,
+          null,
+          0,
+          frame.offset,
         );
       case "Ack":
         return this.encodeLong(frame.kind, 7, frame.throughRequestId);
@@ -119,7 +132,11 @@ export class FrameEncoder {
     return at + frameHeaderBytes;
   }
 
-  /** Publish and Message: a long, the topic, the payload, the headers. */
+  /**
+   * Publish and Message: a long, the topic, the payload, the headers; then Publish's producer
+   * id, sequence (`last`) and acknowledged sequence (`acked`), or Message's offset (`last`;
+   * `producerId` null).
+   */
   private encodeCarrier(
     kind: FrameKind,
     kindNumber: number,
@@ -127,8 +144,20 @@ export class FrameEncoder {
     topic: string,
     payload: Uint8Array,
     headers: Headers,
+    producerId: string | null,
+    acked: number,
+    last: number,
   ): EncodeResult {
-    if (!isLong(id) || typeof topic !== "string" || !(payload instanceof Uint8Array)) {
+    if (
+      !isLong(id) ||
+      !isLong(last) ||
+      !isLong(acked) ||
+      acked < 0 ||
+      typeof topic !== "string" ||
+      !(payload instanceof Uint8Array) ||
+      last < 0 ||
+      (kindNumber === 4 ? typeof producerId !== "string" : producerId !== null)
+    ) {
       return { ok: false, error: malformed(`cannot encode ${kind}: a field has the wrong type`) };
     }
     const mapBytes = headers === noHeaders ? 1 : headersBytes(headers);
@@ -142,6 +171,7 @@ export class FrameEncoder {
     }
     const topicBytes = this.lastTopicBytes;
     const payloadBytes = payload.length;
+    const producerBytes = producerId === null ? -1 : utf8Length(producerId);
     const frameBytes =
       frameHeaderBytes +
       longBytes(id) +
@@ -149,7 +179,9 @@ export class FrameEncoder {
       topicBytes +
       longBytes(payloadBytes) +
       payloadBytes +
-      mapBytes;
+      mapBytes +
+      (producerBytes < 0 ? 0 : longBytes(producerBytes) + producerBytes + longBytes(acked)) +
+      longBytes(last);
     if (frameBytes > this.frameMaxBytes) {
       return { ok: false, error: frameTooLarge(frameBytes, this.frameMaxBytes) };
     }
@@ -163,6 +195,9 @@ export class FrameEncoder {
     at += payloadBytes;
     if (mapBytes === 1) slab[at++] = 0;
     else at = writeHeaders(slab, at, headers);
+    if (producerId !== null) at = writeString(slab, at, producerId, producerBytes);
+    at = writeLong(slab, at, last);
+    if (producerId !== null) at = writeLong(slab, at, acked);
     assertWritten(at - this.end, frameBytes);
     this.end = at;
     return encoded;
@@ -284,19 +319,28 @@ function decodeBody(reader: AvroReader, buffer: Buffer, start: number, end: numb
       const topic = reader.topic();
       const payload = reader.bytes();
       const headers = reader.headers();
-      const problem = bodyProblem(reader, "Publish") ?? (isCount(requestId) ? undefined : requestIdProblem);
+      const producerId = reader.string();
+      const sequence = reader.longField();
+      const ackedSequence = reader.longField();
+      const problem =
+        bodyProblem(reader, "Publish") ??
+        (isCount(requestId) ? undefined : requestIdProblem) ??
+        (isCount(sequence) && isCount(ackedSequence) ? undefined : sequenceProblem);
       if (problem !== undefined) return malformed(problem);
-      return { kind: "Publish", requestId, topic, payload, headers };
+      return { kind: "Publish", requestId, topic, payload, headers, producerId, sequence, ackedSequence };
     }
     case 9: {
       const subscriptionId = reader.longField();
       const topic = reader.topic();
       const payload = reader.bytes();
       const headers = reader.headers();
+      const offset = reader.longField();
       const problem =
-        bodyProblem(reader, "Message") ?? (isCount(subscriptionId) ? undefined : subscriptionIdProblem);
+        bodyProblem(reader, "Message") ??
+        (isCount(subscriptionId) ? undefined : subscriptionIdProblem) ??
+        (isCount(offset) ? undefined : offsetProblem);
       if (problem !== undefined) return malformed(problem);
-      return { kind: "Message", subscriptionId, topic, payload, headers };
+      return { kind: "Message", subscriptionId, topic, payload, headers, offset };
     }
     case 7: {
       const throughRequestId = reader.longField();
@@ -340,6 +384,8 @@ function decodeBody(reader: AvroReader, buffer: Buffer, start: number, end: numb
 
 const requestIdProblem = "request id must be a non-negative safe integer";
 const subscriptionIdProblem = "subscription id must be a non-negative safe integer";
+const sequenceProblem = "sequence and acked sequence must be non-negative safe integers";
+const offsetProblem = "offset must be a non-negative safe integer";
 
 /** After a hand-written read: truncated, trailing bytes, or nothing wrong. */
 function bodyProblem(reader: AvroReader, kind: FrameKind): string | undefined {
@@ -371,9 +417,23 @@ function checkFields(frame: Frame): string | undefined {
     case "Unsubscribe":
       if (!isCount(frame.requestId)) return requestIdProblem;
       if (frame.kind !== "Publish" && !isCount(frame.subscriptionId)) return subscriptionIdProblem;
+      if (frame.kind === "Publish" && !(isCount(frame.sequence) && isCount(frame.ackedSequence)))
+        return sequenceProblem;
       return frame.kind === "Publish" ? checkHeaders(frame.headers) : undefined;
     case "Message":
+      if (!isCount(frame.offset)) return offsetProblem;
       return isCount(frame.subscriptionId) ? checkHeaders(frame.headers) : subscriptionIdProblem;
+    case "Forward":
+      if (!(frame.group >= 0 && frame.group <= 65_536)) return "group must be in 0..65536";
+      return isCount(frame.requestId) ? undefined : requestIdProblem;
+    case "DeclareTopic":
+    case "ForwardResult":
+      return isCount(frame.requestId) ? undefined : requestIdProblem;
+    case "Deliver":
+      if (!isCount(frame.offset)) return offsetProblem;
+      return frame.partition >= 0 && frame.partition < 65_536
+        ? checkHeaders(frame.headers)
+        : "partition must be in 0..65535";
     case "Goodbye":
       return undefined;
   }

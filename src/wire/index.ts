@@ -15,8 +15,12 @@ export { frameTooLarge, malformed, type WireError } from "./errors.ts";
 export { noHeaders } from "./hot-frames.ts";
 export {
   type Ack,
+  type DeclareTopic,
+  type Deliver,
   type ErrorCode,
   errorCodes,
+  type Forward,
+  type ForwardResult,
   type Frame,
   type FrameKind,
   type Goodbye,
@@ -32,6 +36,7 @@ export {
   type Subscribe,
   type Sync,
   type SyncReply,
+  type TopicKind,
   type Unsubscribe,
   wireVersion,
 } from "./schema.ts";

@@ -13,7 +13,7 @@
 import avro from "avsc";
 import { boundedStringMapType } from "./avro-bounded.ts";
 
-export const wireVersion = 1;
+export const wireVersion = 2;
 
 /** Error codes that cross the wire (in Refusal and Goodbye frames). Append only. */
 export const errorCodes = [
@@ -32,6 +32,16 @@ export const errorCodes = [
   "ProtocolViolation",
   "SlowConsumer",
   "TooManyClients",
+  "NotLeader",
+  "NoLeader",
+  "UnknownTopic",
+  "TopicKindConflict",
+  "OutOfOrder",
+  "Unavailable",
+  "Timeout",
+  "LimitReached",
+  "UnknownRouter",
+  "InvalidArgument",
 ] as const;
 export type ErrorCode = (typeof errorCodes)[number];
 
@@ -63,6 +73,18 @@ export interface Publish {
   /** Any bytes to send (the encoder copies them); a decoded frame carries its own Buffer. */
   readonly payload: Uint8Array;
   readonly headers: Headers;
+  /**
+   * Who publishes, and its sequence on this topic (1, 2, ...): a persistent stream stores a
+   * retried publish once (src/delivery/partition-state.ts). 1..64 bytes.
+   */
+  readonly producerId: string;
+  readonly sequence: number;
+  /**
+   * The producer's highest sequence on this topic already acknowledged (0 if none): a leader
+   * that does not know the producer (a new partition leader's state always does; an evicted
+   * one does not) stores `sequence` only if it directly follows this one.
+   */
+  readonly ackedSequence: number;
 }
 export interface Subscribe {
   readonly kind: "Subscribe";
@@ -96,6 +118,8 @@ export interface Message {
   /** Any bytes to send (the encoder copies them); a decoded frame carries its own Buffer. */
   readonly payload: Uint8Array;
   readonly headers: Headers;
+  /** Its place in the partition's stream (a Raft log index); 0 for an ephemeral message. */
+  readonly offset: number;
 }
 /** The sender is closing the link, and why. */
 export interface Goodbye {
@@ -125,6 +149,49 @@ export interface RaftBatch {
   readonly payload: Uint8Array;
 }
 
+export type TopicKind = "persistent" | "ephemeral";
+
+/** Declares a topic persistent or ephemeral; a topic keeps its first kind (TopicKindConflict). */
+export interface DeclareTopic {
+  readonly kind: "DeclareTopic";
+  readonly requestId: number;
+  readonly topic: string;
+  readonly topicKind: TopicKind;
+}
+
+/**
+ * Router to router: a request for the leader of Raft group `group` (a partition, or the
+ * controller), answered by a ForwardResult with the same `requestId`. `command` is the
+ * group's command encoding (delivery/partition-commands.ts or partitions/controller-commands.ts).
+ */
+export interface Forward {
+  readonly kind: "Forward";
+  readonly requestId: number;
+  readonly group: number;
+  readonly command: Uint8Array;
+}
+/**
+ * The answer to a Forward: done (`ok`; `code` then means nothing), or why not; `leader` names
+ * the group's leader if known ("" if not).
+ */
+export interface ForwardResult {
+  readonly kind: "ForwardResult";
+  readonly requestId: number;
+  readonly ok: boolean;
+  readonly code: ErrorCode;
+  readonly message: string;
+  readonly leader: string;
+}
+/** Router to router: a message of a topic the receiving router registered interest in. */
+export interface Deliver {
+  readonly kind: "Deliver";
+  readonly partition: number;
+  readonly offset: number;
+  readonly topic: string;
+  readonly payload: Uint8Array;
+  readonly headers: Headers;
+}
+
 export type Frame =
   | Hello
   | Ping
@@ -138,7 +205,11 @@ export type Frame =
   | Goodbye
   | Sync
   | SyncReply
-  | RaftBatch;
+  | RaftBatch
+  | DeclareTopic
+  | Forward
+  | ForwardResult
+  | Deliver;
 export type FrameKind = Frame["kind"];
 
 const errorCodeSchema = { type: "enum", name: "ErrorCode", symbols: [...errorCodes] } as const;
@@ -171,6 +242,9 @@ export const frameTypes: Readonly<Record<FrameKind, { readonly number: number; r
         { name: "topic", type: "string" },
         { name: "payload", type: "bytes" },
         headersField,
+        { name: "producerId", type: "string" },
+        { name: "sequence", type: "long" },
+        { name: "ackedSequence", type: "long" },
       ]),
     },
     Subscribe: {
@@ -204,6 +278,7 @@ export const frameTypes: Readonly<Record<FrameKind, { readonly number: number; r
         { name: "topic", type: "string" },
         { name: "payload", type: "bytes" },
         headersField,
+        { name: "offset", type: "long" },
       ]),
     },
     Goodbye: {
@@ -230,6 +305,45 @@ export const frameTypes: Readonly<Record<FrameKind, { readonly number: number; r
     RaftBatch: {
       number: 13,
       type: record("RaftBatch", [{ name: "payload", type: "bytes" }]),
+    },
+    DeclareTopic: {
+      number: 14,
+      type: record("DeclareTopic", [
+        { name: "requestId", type: "long" },
+        { name: "topic", type: "string" },
+        {
+          name: "topicKind",
+          type: { type: "enum", name: "TopicKind", symbols: ["persistent", "ephemeral"] },
+        },
+      ]),
+    },
+    Forward: {
+      number: 15,
+      type: record("Forward", [
+        { name: "requestId", type: "long" },
+        { name: "group", type: "int" },
+        { name: "command", type: "bytes" },
+      ]),
+    },
+    ForwardResult: {
+      number: 16,
+      type: record("ForwardResult", [
+        { name: "requestId", type: "long" },
+        { name: "ok", type: "boolean" },
+        { name: "code", type: errorCodeSchema },
+        { name: "message", type: "string" },
+        { name: "leader", type: "string" },
+      ]),
+    },
+    Deliver: {
+      number: 17,
+      type: record("Deliver", [
+        { name: "partition", type: "int" },
+        { name: "offset", type: "long" },
+        { name: "topic", type: "string" },
+        { name: "payload", type: "bytes" },
+        headersField,
+      ]),
     },
   };
 

@@ -1,0 +1,575 @@
+// The region mesh inside one router: its Raft groups (the controller and the partitions it
+// replicates) on one disk store, the links to the other routers, and the replicated state of
+// each group (DESIGN.md, architecture).
+//
+// - The controller (group 65,536) holds the roster and the partitions activated so far, each
+//   with the replicas it was created with. Every router of the cluster replicates it (voters:
+//   at most three; the rest learners). The router with no seeds founds it, alone, once.
+// - A partition's group is created once through the controller (ActivatePartition), so every
+//   replica bootstraps it from the same recorded configuration; afterwards its leader moves it
+//   toward the target assignment (reconciler.ts).
+// - Requests (publish, declare, interest) go to the group's leader: here if this router leads
+//   it, else forwarded over the router links (requests.ts). A persistent publish is answered
+//   after its entry is committed (fsynced on a quorum) and applied; an ephemeral one is fanned
+//   out by the leader at once and never stored.
+// - Fan-out: the leader sends each message to every router that registered interest in its
+//   topic (Deliver frames over the links, in log order), and the router delivers to its clients.
+//
+// Invariants: group state machines are rebuilt by applying the whole log at start (nothing is
+// compacted yet); a message is fanned out only by a router that leads its partition when it
+// applies it, so replicas replaying their log deliver nothing.
+// Trap: apply() runs inside a Raft round: groups are created from it only in a microtask.
+import { join } from "node:path";
+import type { Address, Credentials, Transport } from "../axon/index.ts";
+import {
+  decodePartitionCommand,
+  encodePartitionCommand,
+  PartitionState,
+  type PartitionStateLimits,
+} from "../delivery/index.ts";
+import {
+  type Assignment,
+  ControllerState,
+  computeAssignment,
+  controllerGroup,
+  decodeControllerCommand,
+  encodeControllerCommand,
+  type PartitionId,
+  partitionCount,
+} from "../partitions/index.ts";
+import type { Clock, Random } from "../ports/index.ts";
+import {
+  type Applied,
+  LinkRaftTransport,
+  type MeshFrame,
+  MultiRaft,
+  RaftRequestError,
+  type SoftState,
+} from "../raft/index.ts";
+import {
+  type Configuration,
+  type DiskStore,
+  type Entry,
+  type GroupId,
+  nodeFileSystem,
+  openDiskStore,
+  type Snapshot,
+} from "../storage/index.ts";
+import type { Deliver, Headers, Hello, TopicKind } from "../wire/index.ts";
+import type { Log } from "./log.ts";
+import { done, failed, type Outcome } from "./outcome.ts";
+import { Reconciler } from "./reconciler.ts";
+import { GroupRequests } from "./requests.ts";
+
+/** How topics nobody declared are treated (config `[streams]`). */
+export interface TopicRules {
+  /** Undeclared topics starting with one of these are persistent. */
+  readonly persistentPrefixes: readonly string[];
+  /** Other undeclared topics: ephemeral (default), or refused with UnknownTopic. */
+  readonly undeclared: "ephemeral" | "refuse";
+}
+
+export const defaultTopicRules: TopicRules = { persistentPrefixes: [], undeclared: "ephemeral" };
+
+export interface RegionOptions {
+  readonly id: string;
+  readonly dataDir: string;
+  /** No seeds: this router founds the cluster's controller if it has none on disk. */
+  readonly founder: boolean;
+  /** Router links; absent for a router on its own. */
+  readonly links?: {
+    readonly transport: Transport;
+    readonly listen: Address;
+    readonly credentials: Credentials;
+    readonly hello: Hello;
+  };
+  /** Where a peer's links listen (from membership), or null. */
+  readonly addressOf: (peer: string) => Address | null;
+  /** Membership's verdict: false once a router is dead or left. */
+  readonly isAlive: (router: string) => boolean;
+  /** Routers membership sees alive, this one included. */
+  readonly aliveRouters: () => readonly string[];
+  readonly replicationFactor: number;
+  readonly topicRules: TopicRules;
+  readonly clock: Clock;
+  readonly random: Random;
+  readonly log: Log;
+  /** A message for this router's local subscribers. */
+  readonly deliver: (topic: string, payload: Uint8Array, headers: Headers, offset: number) => void;
+  readonly partitionLimits?: Partial<PartitionStateLimits>;
+  /** Longest a request waits for a leader before failing, ms. Default 8,000. */
+  readonly requestDeadlineMs?: number;
+}
+
+export interface RegionCounters {
+  storedMessages: number;
+  ephemeralMessages: number;
+  deliveredLocal: number;
+  deliversSent: number;
+  deliversDropped: number;
+  deliversReceived: number;
+}
+
+export class Region {
+  readonly id: string;
+  readonly counters: RegionCounters = {
+    storedMessages: 0,
+    ephemeralMessages: 0,
+    deliveredLocal: 0,
+    deliversSent: 0,
+    deliversDropped: 0,
+    deliversReceived: 0,
+  };
+  readonly multi: MultiRaft;
+  readonly links: LinkRaftTransport | undefined;
+  readonly requests: GroupRequests;
+  private readonly options: RegionOptions;
+  private readonly store: DiskStore;
+  private controller = new ControllerState();
+  private readonly partitions = new Map<number, PartitionState>();
+  private assignmentCache: { version: number; assignment: Assignment | null } = {
+    version: -1,
+    assignment: null,
+  };
+  private readonly reconciler: Reconciler;
+  /** The last interest change of each topic still in progress (see interest()). */
+  private readonly interestChanges = new Map<string, Promise<Outcome>>();
+  private stopped = false;
+
+  private constructor(options: RegionOptions, store: DiskStore, links: LinkRaftTransport | undefined) {
+    this.options = options;
+    this.id = options.id;
+    this.store = store;
+    this.links = links;
+    this.multi = new MultiRaft({
+      id: options.id,
+      store,
+      transport: links ?? { send: () => {} },
+      clock: options.clock,
+      random: options.random,
+      groupsMax: partitionCount + 1,
+      configurationOf: (group) => this.configurationOf(group),
+      stateMachine: {
+        apply: (group, entries) => this.apply(group, entries),
+        restore: (group, snapshot) => this.restore(group, snapshot),
+        leadershipChanged: (group, state) => this.leadershipChanged(group, state),
+      },
+      onFailure: (error) =>
+        options.log.error("the raft store failed; every group has stopped", { error: error.message }),
+    });
+    this.requests = new GroupRequests({
+      id: options.id,
+      clock: options.clock,
+      multi: this.multi,
+      links,
+      deadlineMs: options.requestDeadlineMs ?? 8_000,
+      isActive: (group) =>
+        group === controllerGroup || this.controller.replicasAtActivation(group as PartitionId) !== undefined,
+      activate: (group) => this.activate(group as PartitionId),
+      guessLeader: (group, attempt) => this.guessLeader(group, attempt),
+      atLeader: (group, command) => this.atLeader(group, command),
+    });
+    this.reconciler = new Reconciler({
+      id: options.id,
+      multi: this.multi,
+      clock: options.clock,
+      log: options.log,
+      controllerGroup,
+      controller: () => this.controller,
+      assignment: () => this.assignment(),
+      isAlive: options.isAlive,
+      aliveRouters: options.aliveRouters,
+      propose: (command) => this.multi.propose(controllerGroup, encodeControllerCommand(command)),
+    });
+  }
+
+  static async start(options: RegionOptions): Promise<Region> {
+    const opened = await openDiskStore({ fs: nodeFileSystem, dir: join(options.dataDir, "raft") });
+    for (const damage of opened.damage) options.log.warn("raft store damage found at open", { ...damage });
+    for (const note of opened.notes) options.log.info("raft store", { note });
+    let holder: Region | null = null;
+    let links: LinkRaftTransport | undefined;
+    if (options.links !== undefined) {
+      links = await LinkRaftTransport.start({
+        id: options.id,
+        transport: options.links.transport,
+        credentials: options.links.credentials,
+        hello: options.links.hello,
+        listen: options.links.listen,
+        addressOf: options.addressOf,
+        clock: options.clock,
+        receive: (batch) => holder?.multi.receive(batch),
+        frame: (peer, frame) => holder?.meshFrame(peer, frame),
+        linkClosed: (peer) => holder?.requests.linkClosed(peer),
+        oversized: (drop) => options.log.warn(drop.message),
+      });
+    }
+    const region = new Region(options, opened.store, links);
+    holder = region;
+    region.multi.start();
+    region.reconciler.start();
+    return region;
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.reconciler.stop();
+    this.requests.stop();
+    this.multi.stop();
+    await this.links?.close();
+    await this.store.close();
+  }
+
+  /** Where other routers dial this one's links. */
+  get linksAddress(): Address | undefined {
+    return this.links?.address;
+  }
+
+  // ---- requests from this router's clients -------------------------------------------------
+
+  publish(
+    topic: string,
+    partition: number,
+    payload: Uint8Array,
+    headers: Headers,
+    producerId: string,
+    sequence: number,
+    ackedSequence: number,
+  ): Promise<Outcome> {
+    const command = encodePartitionCommand({
+      kind: "Publish",
+      topic,
+      payload,
+      headers,
+      producerId,
+      sequence,
+      ackedSequence,
+    });
+    return this.requests.request(partition, command);
+  }
+
+  declareTopic(topic: string, partition: number, kind: TopicKind): Promise<Outcome> {
+    return this.requests.request(
+      partition,
+      encodePartitionCommand({ kind: "DeclareTopic", topic, topicKind: kind }),
+    );
+  }
+
+  /**
+   * This router has local subscribers to `topic` (on) or no longer (off). Changes to one topic
+   * are made one after the other, so an "off" never lands after a later "on".
+   */
+  interest(topic: string, partition: number, on: boolean): Promise<Outcome> {
+    const command = encodePartitionCommand({ kind: "Interest", router: this.id, topic, on });
+    const previous = this.interestChanges.get(topic) ?? Promise.resolve(done);
+    const next = previous.then(() => this.requests.request(partition, command));
+    this.interestChanges.set(topic, next);
+    void next.then(() => {
+      if (this.interestChanges.get(topic) === next) this.interestChanges.delete(topic);
+    });
+    return next;
+  }
+
+  // ---- status --------------------------------------------------------------------------------
+
+  status(): unknown {
+    let led = 0;
+    let held = 0;
+    const groups: {
+      group: number;
+      role: string;
+      term: number;
+      leader: string | null;
+      commit: number;
+      lag: Record<string, number>;
+    }[] = [];
+    for (const node of this.multi.groups()) {
+      if (node.group !== controllerGroup) held += 1;
+      if (node.role === "leader" && node.group !== controllerGroup) led += 1;
+      if (groups.length < 64 || node.group === controllerGroup) {
+        const lag: Record<string, number> = {};
+        if (node.role === "leader") {
+          for (const [peer, progress] of node.replicaProgress())
+            lag[peer] = node.log.lastIndex() - progress.match;
+        }
+        groups.push({
+          group: node.group,
+          role: node.role,
+          term: node.term,
+          leader: node.leader,
+          commit: node.log.committed,
+          lag,
+        });
+      }
+    }
+    const controller = this.multi.group(controllerGroup);
+    return {
+      roster: this.controller.routers(),
+      draining: this.controller.routers().filter((router) => this.controller.isDraining(router)),
+      controllerLeader: controller?.leader ?? null,
+      activePartitions: this.controller.activePartitions(),
+      partitionsHeld: held,
+      partitionsLed: led,
+      groups,
+      counters: this.counters,
+      requests: this.requests.stats,
+      raft: this.multi.stats(),
+      links: this.links?.stats,
+    };
+  }
+
+  /**
+   * Asks the controller's leader to activate a partition. The replicas named here are only
+   * this router's guess: the leader records its own assignment's.
+   */
+  private activate(partition: PartitionId): Promise<Outcome> {
+    const replicas = this.assignment()?.replicasOf(partition) ?? [this.id];
+    return this.requests.request(
+      controllerGroup,
+      encodeControllerCommand({ kind: "ActivatePartition", partition, replicas }),
+    );
+  }
+
+  // ---- the leader's side ---------------------------------------------------------------------
+
+  /** A request for a group this router leads. */
+  private async atLeader(group: GroupId, command: Uint8Array): Promise<Outcome> {
+    if (group === controllerGroup) return this.controllerRequest(command);
+    const decoded = decodePartitionCommand(command);
+    if (!decoded.ok) return failed("MalformedFrame", `partition ${group}: ${decoded.error.message}`);
+    const request = decoded.command;
+    const state = this.partitionState(group);
+    if (request.kind === "Publish") {
+      const kind = state.kindOf(request.topic) ?? this.ruleFor(request.topic);
+      if (kind === undefined) {
+        return failed(
+          "UnknownTopic",
+          `no topic ${JSON.stringify(request.topic)}: declare it, or name it under a persistent prefix`,
+        );
+      }
+      if (kind === "ephemeral") {
+        this.counters.ephemeralMessages += 1;
+        this.fanOut(group, 0, request.topic, request.payload, request.headers);
+        return done;
+      }
+    }
+    return this.propose(group, command);
+  }
+
+  private async controllerRequest(command: Uint8Array): Promise<Outcome> {
+    const decoded = decodeControllerCommand(command);
+    if (!decoded.ok) return failed("MalformedFrame", `controller: ${decoded.error.message}`);
+    const request = decoded.command;
+    if (request.kind !== "ActivatePartition") return this.propose(controllerGroup, command);
+    if (this.controller.replicasAtActivation(request.partition) !== undefined) return done;
+    const assignment = this.assignment();
+    if (assignment === null) return failed("Unavailable", "the cluster has no routers in its roster yet");
+    const replicas = assignment.replicasOf(request.partition);
+    return this.propose(
+      controllerGroup,
+      encodeControllerCommand({ kind: "ActivatePartition", partition: request.partition, replicas }),
+    );
+  }
+
+  private async propose(group: GroupId, command: Uint8Array): Promise<Outcome> {
+    let applied: Applied;
+    try {
+      applied = await this.multi.propose(group, command);
+    } catch (error) {
+      return outcomeOfRaftError(group, error);
+    }
+    return outcomeOfApply(group, applied.result);
+  }
+
+  private ruleFor(topic: string): TopicKind | undefined {
+    const rules = this.options.topicRules;
+    if (rules.persistentPrefixes.some((prefix) => topic.startsWith(prefix))) return "persistent";
+    return rules.undeclared === "ephemeral" ? "ephemeral" : undefined;
+  }
+
+  /** Sends a message to every router interested in its topic, this one included. */
+  private fanOut(
+    partition: number,
+    offset: number,
+    topic: string,
+    payload: Uint8Array,
+    headers: Headers,
+  ): void {
+    const routers = this.partitionState(partition).routersInterestedIn(topic);
+    for (const router of routers) {
+      if (router === this.id) {
+        this.counters.deliveredLocal += 1;
+        this.options.deliver(topic, payload, headers, offset);
+        continue;
+      }
+      // avsc writes "bytes" only from a Buffer.
+      const bytes = Buffer.isBuffer(payload)
+        ? payload
+        : Buffer.from(payload.buffer, payload.byteOffset, payload.length);
+      const frame: Deliver = { kind: "Deliver", partition, offset, topic, payload: bytes, headers };
+      if (this.links?.sendFrame(router, frame) === true) this.counters.deliversSent += 1;
+      else this.counters.deliversDropped += 1;
+    }
+  }
+
+  private meshFrame(peer: string, frame: MeshFrame): void {
+    switch (frame.kind) {
+      case "Forward":
+        this.requests.forwarded(peer, frame);
+        return;
+      case "ForwardResult":
+        this.requests.answered(peer, frame);
+        return;
+      case "Deliver":
+        this.counters.deliversReceived += 1;
+        this.options.deliver(frame.topic, frame.payload, frame.headers, frame.offset);
+        return;
+    }
+  }
+
+  // ---- state machines ------------------------------------------------------------------------
+
+  private configurationOf(group: GroupId): Configuration | null {
+    if (group === controllerGroup) return this.options.founder ? { voters: [this.id], learners: [] } : null;
+    const replicas = this.controller.replicasAtActivation(group as PartitionId);
+    return replicas === undefined ? null : { voters: replicas, learners: [] };
+  }
+
+  private partitionState(group: GroupId): PartitionState {
+    let state = this.partitions.get(group);
+    if (state === undefined) {
+      state = new PartitionState(this.options.partitionLimits);
+      this.partitions.set(group, state);
+    }
+    return state;
+  }
+
+  private apply(group: GroupId, entries: readonly Entry[]): readonly unknown[] {
+    const results: unknown[] = [];
+    if (group === controllerGroup) {
+      for (const entry of entries) {
+        if (entry.kind !== "normal") {
+          results.push(undefined);
+          continue;
+        }
+        const result = this.controller.apply(entry.index, entry.data);
+        results.push(result);
+        if (result.kind === "activated" && result.replicas.includes(this.id)) {
+          // Not from inside a Raft round: see the file's traps.
+          queueMicrotask(() => {
+            if (!this.stopped) this.multi.group(result.partition);
+          });
+        }
+      }
+      this.reconciler.rosterChanged();
+      return results;
+    }
+    const state = this.partitionState(group);
+    const leading = this.multi.group(group)?.role === "leader";
+    for (const entry of entries) {
+      if (entry.kind !== "normal") {
+        results.push(undefined);
+        continue;
+      }
+      const result = state.apply(entry.index, entry.data);
+      results.push(result);
+      if (result.kind === "stored") {
+        this.counters.storedMessages += 1;
+        if (leading) this.fanOut(group, result.offset, result.topic, result.payload, result.headers);
+      }
+    }
+    return results;
+  }
+
+  private restore(group: GroupId, snapshot: Snapshot): void {
+    if (group === controllerGroup) {
+      const restored = ControllerState.restore(snapshot.data);
+      if (!restored.ok) throw new Error(`controller snapshot: ${restored.error.message}`);
+      this.controller = restored.state;
+      this.reconciler.rosterChanged();
+      return;
+    }
+    const restored = PartitionState.restore(snapshot.data, this.options.partitionLimits);
+    if (!restored.ok) throw new Error(`partition ${group} snapshot: ${restored.error.message}`);
+    this.partitions.set(group, restored.state);
+  }
+
+  private leadershipChanged(group: GroupId, state: SoftState): void {
+    this.requests.leaderChanged(group, state.leader);
+    if (state.role === "leader") this.reconciler.led(group);
+  }
+
+  /** The target assignment of the roster's routers that are not draining (null: none yet). */
+  private assignment(): Assignment | null {
+    const version = this.controller.rosterVersion;
+    if (this.assignmentCache.version !== version) {
+      const routers = this.controller.eligibleRouters();
+      this.assignmentCache = {
+        version,
+        assignment: routers.length === 0 ? null : computeAssignment(routers, this.options.replicationFactor),
+      };
+    }
+    return this.assignmentCache.assignment;
+  }
+
+  /** Where to send a request for a group whose leader this router does not know. */
+  private guessLeader(group: GroupId, attempt: number): string | null {
+    let candidates: readonly string[];
+    if (group === controllerGroup) {
+      const roster = this.controller.routers();
+      candidates = roster.length > 0 ? roster : this.options.aliveRouters();
+    } else {
+      candidates =
+        this.assignment()?.replicasOf(group) ??
+        this.controller.replicasAtActivation(group as PartitionId) ??
+        [];
+    }
+    const others = candidates.filter((router) => router !== this.id && this.options.isAlive(router));
+    return others.length === 0 ? null : others[attempt % others.length]!;
+  }
+}
+
+function outcomeOfRaftError(group: GroupId, error: unknown): Outcome {
+  if (!(error instanceof RaftRequestError)) {
+    return failed("Unavailable", `group ${group}: ${(error as Error).message}`);
+  }
+  const refusal = error.error;
+  switch (refusal.tag) {
+    case "NotLeader":
+      return refusal.leader === null
+        ? failed("NoLeader", `partition ${group} is electing a leader`)
+        : failed("NotLeader", `partition ${group} is led by ${refusal.leader}`, refusal.leader);
+    case "OutcomeUnknown":
+      return failed("Unavailable", `partition ${group}: ${refusal.reason}; retrying`);
+    default:
+      return failed("LimitReached", `partition ${group}: ${refusal.tag}`);
+  }
+}
+
+/** A partition's or the controller's apply result, for the proposer. */
+function outcomeOfApply(group: GroupId, result: unknown): Outcome {
+  const applied = result as
+    | { kind: string; message?: string; expectedSequence?: number; existing?: string; topic?: string }
+    | undefined;
+  if (applied === undefined) return done;
+  switch (applied.kind) {
+    case "outOfOrder":
+      return failed("OutOfOrder", `partition ${group}: expected sequence ${applied.expectedSequence} first`);
+    case "topicIsEphemeral":
+      return failed("TopicKindConflict", `topic ${JSON.stringify(applied.topic)} is ephemeral`);
+    case "kindConflict":
+      return failed(
+        "TopicKindConflict",
+        `topic ${JSON.stringify(applied.topic)} is already ${applied.existing}`,
+      );
+    case "limit":
+      return failed("LimitReached", applied.message ?? `partition ${group}: a limit was reached`);
+    case "malformed":
+      return failed("MalformedFrame", applied.message ?? "malformed command");
+    case "unknownRouter":
+      return failed("UnknownRouter", "no such router in the cluster's roster");
+    default:
+      return done;
+  }
+}

@@ -1,0 +1,69 @@
+// The region mesh with real router processes (harness/): partitions activated through the
+// controller, replicated on three routers, persistent and ephemeral publishes from any router
+// reaching subscribers on any other; a partition leader killed with kill -9 under load.
+import { Effect } from "effect";
+import { describe, expect, it } from "vitest";
+import { type Client, connect, type ReceivedMessage } from "../client/index.ts";
+import { Cluster, type RouterStatus } from "../harness/index.ts";
+
+interface MeshStatus {
+  readonly roster: readonly string[];
+  readonly controllerLeader: string | null;
+  readonly groups: readonly { group: number; role: string; leader: string | null; term: number }[];
+}
+
+const mesh = (status: RouterStatus) => (status as unknown as { mesh: MeshStatus }).mesh;
+
+const streams = '[streams]\npersistent_prefixes = ["orders"]\n';
+
+describe("region mesh (real processes)", () => {
+  it("three routers: a persistent topic is replicated on all three and delivered across routers", async ({
+    signal,
+  }) => {
+    const program = Effect.scoped(
+      Effect.gen(function* () {
+        const cluster = yield* Cluster.make({ routers: 3, extraConfig: streams });
+        yield* cluster.waitUntil(
+          cluster.views().pipe(
+            Effect.map((views) => {
+              const problems: string[] = [];
+              for (const [id, status] of views) {
+                const view = mesh(status);
+                if (view.roster.length !== 3) problems.push(`${id} roster ${view.roster.join(",")}`);
+                if (view.controllerLeader === null) problems.push(`${id} knows no controller leader`);
+              }
+              return problems.length === 0 ? true : problems.join("; ");
+            }),
+          ),
+          { timeoutMs: 20_000, what: "every router's roster lists all three" },
+        );
+        const options = yield* cluster.clientOptions();
+        const subscriber = yield* Effect.promise(() =>
+          connect({ ...options, seeds: [cluster.router("r2").clients!] }),
+        );
+        const publisher = yield* Effect.promise(() =>
+          connect({ ...options, seeds: [cluster.router("r3").clients!] }),
+        );
+        const received: ReceivedMessage[] = [];
+        yield* Effect.promise(() => subscriber.subscribe("orders.eu", (message) => received.push(message)));
+        const count = 200;
+        yield* Effect.promise(() =>
+          Promise.all(
+            Array.from({ length: count }, (_, index) => publisher.publish("orders.eu", `m${index}`)),
+          ),
+        );
+        yield* cluster.waitUntil(
+          Effect.sync(() => received.length >= count || `${received.length} of ${count} delivered`),
+          { timeoutMs: 10_000, what: "every message delivered" },
+        );
+        expect(received.map((message) => message.payload.toString())).toEqual(
+          Array.from({ length: count }, (_, index) => `m${index}`),
+        );
+        const offsets = received.map((message) => message.offset);
+        expect(offsets.every((offset, index) => index === 0 || offset > offsets[index - 1]!)).toBe(true);
+        yield* Effect.promise(() => Promise.all([subscriber.close(), publisher.close()]));
+      }),
+    );
+    await Effect.runPromise(program, { signal });
+  }, 60_000);
+});
