@@ -131,6 +131,18 @@ interface SubscriptionState {
   active: boolean;
   /** The router acknowledged it once: re-register it after a reconnect (else its first Subscribe is still pending). */
   registered: boolean;
+  /** Where it asked to start (0: new messages only). */
+  readonly fromOffset: number;
+  /** The offset of the last persistent message handed to the handler (0: none yet). */
+  lastOffset: number;
+}
+
+export interface SubscribeOptions {
+  /**
+   * For a persistent topic: start with the stored messages from this offset (1: from the
+   * beginning), then go on with new ones. Default: new messages only.
+   */
+  readonly from?: number;
 }
 
 function topicProblem(topic: string): string {
@@ -308,20 +320,32 @@ export class Client {
     return this.whenRoom(0, false, () => this.request(frame, 0));
   }
 
-  /** Subscribes to a topic; resolves once the router has registered the subscription. */
-  async subscribe(topic: string, handler: MessageHandler): Promise<Subscription> {
+  /**
+   * Subscribes to a topic; resolves once the router has registered the subscription. A
+   * persistent topic's messages reach the handler once each, in order, also across reconnects
+   * (the subscription resumes after the last offset it got); ephemeral ones at most once.
+   */
+  async subscribe(topic: string, handler: MessageHandler, options?: SubscribeOptions): Promise<Subscription> {
     if (!isValidTopic(topic)) throw new NeuronError("InvalidTopic", topicProblem(topic));
     if (typeof handler !== "function")
       throw new NeuronError("InvalidArgument", "subscribe needs a handler function");
+    const fromOffset = options?.from ?? 0;
+    if (!Number.isSafeInteger(fromOffset) || fromOffset < 0)
+      throw new NeuronError(
+        "InvalidArgument",
+        "subscribe's `from` must be an offset >= 1 (or 0: new messages)",
+      );
     const state: SubscriptionState = {
       id: this.nextSubscriptionId++,
       topic,
       handler,
       active: true,
       registered: false,
+      fromOffset,
+      lastOffset: 0,
     };
     this.subscriptions.set(state.id, state);
-    const frame = { kind: "Subscribe", requestId: 0, subscriptionId: state.id, topic } as const;
+    const frame = { kind: "Subscribe", requestId: 0, subscriptionId: state.id, topic, fromOffset } as const;
     try {
       await this.whenRoom(0, false, () => this.request(frame, 0));
       state.registered = true;
@@ -525,6 +549,11 @@ export class Client {
   private deliver(frame: Message): void {
     const subscription = this.subscriptions.get(frame.subscriptionId);
     if (subscription === undefined || !subscription.active) return;
+    if (frame.offset !== 0) {
+      // At least once from the routers (a replay after a failover may repeat): once here.
+      if (frame.offset <= subscription.lastOffset) return;
+      subscription.lastOffset = frame.offset;
+    }
     try {
       // Decoded frames carry Buffers (wire/hot-frames.ts); the type admits any Uint8Array to send.
       subscription.handler({
@@ -586,8 +615,16 @@ export class Client {
     for (const request of this.pending.list()) if (!request.sent) this.sendRequest(link, request);
     for (const subscription of this.subscriptions.values()) {
       if (subscription.active && subscription.registered) {
+        const fromOffset =
+          subscription.lastOffset > 0 ? subscription.lastOffset + 1 : subscription.fromOffset;
         void this.request(
-          { kind: "Subscribe", requestId: 0, subscriptionId: subscription.id, topic: subscription.topic },
+          {
+            kind: "Subscribe",
+            requestId: 0,
+            subscriptionId: subscription.id,
+            topic: subscription.topic,
+            fromOffset,
+          },
           0,
         ).catch((error: NeuronError) =>
           this.options.onEvent?.({ kind: "resubscribeFailed", error, topic: subscription.topic }),

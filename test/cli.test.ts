@@ -209,3 +209,24 @@ describe("a bad router config stops the router with one message naming the field
     expect(result.stderr).toMatch(/cannot read config file \/nonexistent\/router.toml: ENOENT/);
   });
 });
+
+it("neuron status: bad arguments exit 2 with a clear message; a router not answering exits 1 naming it", async () => {
+  const cwd = await tempDir();
+  for (const [args, message] of [
+    [["status", "--router", "nowhere"], /neuron status: --router: "nowhere" is not "host:port"/],
+    [["status", "--router"], /neuron status: .*--router/],
+    [["status", "extra"], /neuron status: unexpected argument "extra"/],
+    [["status", "--verbose"], /neuron status: Unknown option '--verbose'/],
+  ] as const) {
+    const result = await runCli(args, { cwd });
+    expect(result.code, args.join(" ")).toBe(2);
+    expect(result.stderr).toMatch(message);
+  }
+  const unreachable = await runCli(["status", "--router", "127.0.0.1:1"], { cwd });
+  expect(unreachable.code).toBe(1);
+  expect(unreachable.stderr).toMatch(/neuron status: cannot get 127\.0\.0\.1:1\/status: ECONNREFUSED/);
+  expect(unreachable.stdout).toBe("");
+  const help = await runCli(["status", "--help"], { cwd });
+  expect(help.code).toBe(0);
+  expect(help.stdout).toMatch(/Usage:\n {2}neuron status \[--router HOST:PORT\] \[--json\]/);
+});

@@ -103,7 +103,9 @@ describe("router slow-consumer limit", () => {
     socket.write(
       encodeFrame({ kind: "Hello", agent: "stuck", frameMaxBytes: 1 << 20, payloadMaxBytes: 1 << 20 }),
     );
-    socket.write(encodeFrame({ kind: "Subscribe", requestId: 1, subscriptionId: 1, topic: "flood" }));
+    socket.write(
+      encodeFrame({ kind: "Subscribe", requestId: 1, subscriptionId: 1, topic: "flood", fromOffset: 0 }),
+    );
     await waitFor(() => /client connected client=app/.test(r.stderr()), "the raw subscriber");
     socket.pause();
 

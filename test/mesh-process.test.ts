@@ -3,7 +3,7 @@
 // reaching subscribers on any other; a partition leader killed with kill -9 under load.
 import { Effect } from "effect";
 import { describe, expect, it } from "vitest";
-import { type Client, connect, type ReceivedMessage } from "../client/index.ts";
+import { connect, type ReceivedMessage } from "../client/index.ts";
 import { Cluster, type RouterStatus } from "../harness/index.ts";
 
 interface MeshStatus {

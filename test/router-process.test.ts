@@ -163,8 +163,8 @@ describe("one router, real processes", () => {
       ackedSequence: 0,
     });
     link.send({ kind: "Unsubscribe", requestId: 3, subscriptionId: 99 });
-    link.send({ kind: "Subscribe", requestId: 4, subscriptionId: 1, topic: "t" });
-    link.send({ kind: "Subscribe", requestId: 5, subscriptionId: 1, topic: "t" });
+    link.send({ kind: "Subscribe", requestId: 4, subscriptionId: 1, topic: "t", fromOffset: 0 });
+    link.send({ kind: "Subscribe", requestId: 5, subscriptionId: 1, topic: "t", fromOffset: 0 });
     link.send({
       kind: "Publish",
       requestId: 6,

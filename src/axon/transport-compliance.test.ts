@@ -228,7 +228,7 @@ describe.each(fixtures)("transport compliance: $name", (fixture) => {
 
     const atServer = recorder(accepted);
     const atClient = recorder(link);
-    link.send({ kind: "Subscribe", requestId: 1, subscriptionId: 7, topic: "orders" });
+    link.send({ kind: "Subscribe", requestId: 1, subscriptionId: 7, topic: "orders", fromOffset: 0 });
     await atServer.untilFrames(1);
     expect(atServer.frames[0]).toMatchObject({ kind: "Subscribe", subscriptionId: 7, topic: "orders" });
     accepted.send({ kind: "Ack", throughRequestId: 1 });

@@ -6,6 +6,7 @@ import { certsCommand, certsHelp } from "./certs.ts";
 import { keygenCommand, keygenHelp, membersCommand, membersHelp } from "./members.ts";
 import { pubCommand, pubHelp, subCommand, subHelp } from "./pub-sub.ts";
 import { routerCommand, routerHelp } from "./router.ts";
+import { statusCommand, statusHelp } from "./status.ts";
 
 const mainHelp = `neuron: a global message mesh
 
@@ -17,6 +18,7 @@ Commands:
   pub       publish a message:                   neuron pub TOPIC MESSAGE
   sub       print the messages of a topic:       neuron sub TOPIC
   members   the cluster as a router sees it:     neuron members --router HOST:PORT
+  status    every router at a glance:            neuron status --router HOST:PORT
   keygen    a new gossip key:                    neuron keygen
   help      this text, or a command's:           neuron help COMMAND
 `;
@@ -27,11 +29,15 @@ const helps: Record<string, string> = {
   pub: pubHelp,
   sub: subHelp,
   members: membersHelp,
+  status: statusHelp,
   keygen: keygenHelp,
 };
 
 const out = (line: string) => {
   process.stdout.write(line.endsWith("\n") ? line : `${line}\n`);
+};
+const err = (line: string) => {
+  process.stderr.write(line.endsWith("\n") ? line : `${line}\n`);
 };
 
 async function main(argv: readonly string[]): Promise<number | "running"> {
@@ -64,6 +70,8 @@ async function main(argv: readonly string[]): Promise<number | "running"> {
       return subCommand(rest, out);
     case "members":
       return membersCommand(rest, out);
+    case "status":
+      return statusCommand(rest, out, err);
     case "keygen":
       return keygenCommand(rest, out);
     default:

@@ -30,4 +30,11 @@ export {
   type ProducerState,
   partitionSnapshotVersion,
 } from "./partition-state.ts";
+export {
+  decodeReplayRequest,
+  encodeReplayRequest,
+  isReplayRequest,
+  type ReplayRequest,
+} from "./replay-request.ts";
+export { StreamIndex } from "./stream-index.ts";
 export { type SubscriptionEntry, SubscriptionTable } from "./subscription-table.ts";

@@ -21,6 +21,7 @@
 // as is. Router ids are interned: 65,536 partitions naming the same few routers share strings.
 import avro from "avsc";
 import { BoundExceeded, boundedArrayType } from "../wire/index.ts";
+import { assignmentRoutersMax } from "./assignment.ts";
 import {
   activationReplicasMax,
   type ControllerCommandError,
@@ -31,8 +32,11 @@ import { type PartitionId, partitionCount } from "./partition.ts";
 
 /** The Raft group id of the controller: one past the last partition. */
 export const controllerGroup = partitionCount;
-/** At most this many routers in the roster (AddRouter past it: "limit"). */
-export const routersMax = 1_000;
+/**
+ * At most this many routers in the roster (AddRouter past it: "limit"): the most the target
+ * assignment is computed for (its memory grows with the square of the routers).
+ */
+export const routersMax = assignmentRoutersMax;
 /** Voters of the controller group; every other member is a learner. */
 export const controllerVotersMax = 3;
 export const controllerSnapshotVersion = 1;

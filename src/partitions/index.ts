@@ -2,6 +2,7 @@
 
 export {
   type Assignment,
+  assignmentRoutersMax,
   computeAssignment,
   defaultReplicationFactor,
   replicationFactorMax,

@@ -67,6 +67,11 @@ export interface ReconfigurationInput {
    * Promotion ignores it: a learner must hold the whole committed log (NotCaughtUp otherwise).
    */
   readonly catchUpLagMax: number;
+  /**
+   * Entries a learner may trail the commit index by and still be promoted (the Raft config's
+   * promoteLagMaxEntries: under load a streaming learner always trails). Default 0.
+   */
+  readonly promoteLagMax?: number;
   /** Hand leadership to target[0] once the voters match the target (spreads leaders). */
   readonly balanceLeadership?: boolean;
   /** Routers that should stay in the group as learners (the controller: members not voting). */
@@ -106,7 +111,9 @@ export function planReconfiguration(input: ReconfigurationInput): Reconfiguratio
   const reachable = (id: string) => id === self || (isAlive(id) && progress.get(id)?.active === true);
   const match = (id: string) => (id === self ? Number.POSITIVE_INFINITY : (progress.get(id)?.match ?? 0));
   /** May become a voter: Raft's rule (match >= commit), and reachable. */
-  const holdsCommitted = (id: string) => reachable(id) && match(id) >= commitIndex;
+  const promoteLag = input.promoteLagMax ?? 0;
+  const holdsCommitted = (id: string) =>
+    reachable(id) && (match(id) >= commitIndex || (match(id) > 0 && match(id) + promoteLag >= commitIndex));
   /** Counts toward a working quorum. */
   const upToDate = (id: string) => reachable(id) && match(id) + input.catchUpLagMax >= commitIndex;
 

@@ -33,6 +33,13 @@ export interface RaftConfig {
   readonly maxEntryBytes: number;
   /** Whether an idle group's leader quiesces it (no heartbeats, no timers). Default true. */
   readonly quiesce: boolean;
+  /**
+   * Most entries a learner may trail the commit index by and still be made a voter (it must
+   * hold some of the log). Under a steady write load a streaming learner always trails by the
+   * entries in flight, so 0 would never promote it; a few hundred entries are replicated in
+   * milliseconds. Default 256.
+   */
+  readonly promoteLagMaxEntries: number;
 }
 
 export const defaultRaftConfig: RaftConfig = {
@@ -48,6 +55,7 @@ export const defaultRaftConfig: RaftConfig = {
   maxApplyBytes: 4 * 1024 * 1024,
   maxEntryBytes: 8 * 1024 * 1024,
   quiesce: true,
+  promoteLagMaxEntries: 256,
 };
 
 /** Returns a description of each invalid field; empty if the config is valid. */
@@ -79,6 +87,11 @@ export function checkRaftConfig(config: RaftConfig): string[] {
   }
   if (config.maxEntryBytes > config.maxUncommittedBytes) {
     problems.push("maxEntryBytes must not exceed maxUncommittedBytes");
+  }
+  if (!Number.isSafeInteger(config.promoteLagMaxEntries) || config.promoteLagMaxEntries < 0) {
+    problems.push(
+      `promoteLagMaxEntries must be a non-negative integer, got ${String(config.promoteLagMaxEntries)}`,
+    );
   }
   return problems;
 }

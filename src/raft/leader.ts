@@ -157,10 +157,11 @@ export class LeaderRole extends RaftState {
     if (invalid !== null) return { ok: false, error: { tag: "InvalidConfigChange", reason: invalid } };
     if (change.type === "addVoter") {
       // Thesis §4.2.1: a new voter that has not caught up adds a member the quorum must wait
-      // for: one more failure and the group stalls. Promote learners once they hold the
-      // committed log.
+      // for: one more failure and the group stalls. Promote learners once they hold nearly
+      // all of the committed log (promoteLagMaxEntries: what a streaming learner trails by).
       const match = this.progress.get(change.node)?.match ?? 0;
-      if (match < this.log.committed) {
+      const behind = match < this.log.committed;
+      if (behind && (match === 0 || match + this.config.promoteLagMaxEntries < this.log.committed)) {
         return {
           ok: false,
           error: { tag: "NotCaughtUp", node: change.node, match, commit: this.log.committed },

@@ -6,7 +6,8 @@
 import type { ErrorCode } from "../wire/index.ts";
 
 export type Outcome =
-  | { readonly ok: true }
+  /** `offset`: what the answer reports, if anything (ForwardResult.offset). */
+  | { readonly ok: true; readonly offset?: number }
   | {
       readonly ok: false;
       readonly code: ErrorCode;
@@ -16,6 +17,10 @@ export type Outcome =
     };
 
 export const done: Outcome = Object.freeze({ ok: true });
+
+export function doneAt(offset: number): Outcome {
+  return { ok: true, offset };
+}
 
 export function failed(code: ErrorCode, message: string, leader?: string): Outcome {
   return leader === undefined ? { ok: false, code, message } : { ok: false, code, message, leader };

@@ -82,9 +82,9 @@ export class Reconciler {
     this.everything = true;
   }
 
-  /** This router became the leader of `group`. */
+  /** This router became the leader of `group` (the controller's own membership is handled apart). */
   led(group: GroupId): void {
-    this.unsettled.add(group);
+    if (group !== this.options.controllerGroup) this.unsettled.add(group);
   }
 
   private pass(): void {
@@ -115,6 +115,7 @@ export class Reconciler {
         target: assignment.replicasOf(group),
         isAlive: this.options.isAlive,
         catchUpLagMax: 0,
+        promoteLagMax: node.config.promoteLagMaxEntries,
         balanceLeadership: true,
       });
       if (step.kind === "none") {
@@ -149,6 +150,7 @@ export class Reconciler {
       target: voters,
       isAlive: this.options.isAlive,
       catchUpLagMax: 0,
+      promoteLagMax: node.config.promoteLagMaxEntries,
       learners: eligible,
     });
     if (step.kind !== "none") this.take(node, step);

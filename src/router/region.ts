@@ -23,9 +23,14 @@ import { join } from "node:path";
 import type { Address, Credentials, Transport } from "../axon/index.ts";
 import {
   decodePartitionCommand,
+  decodeReplayRequest,
   encodePartitionCommand,
+  encodeReplayRequest,
+  isReplayRequest,
   PartitionState,
   type PartitionStateLimits,
+  type ReplayRequest,
+  StreamIndex,
 } from "../delivery/index.ts";
 import {
   type Assignment,
@@ -57,7 +62,7 @@ import {
 } from "../storage/index.ts";
 import type { Deliver, Headers, Hello, TopicKind } from "../wire/index.ts";
 import type { Log } from "./log.ts";
-import { done, failed, type Outcome } from "./outcome.ts";
+import { done, doneAt, failed, type Outcome } from "./outcome.ts";
 import { Reconciler } from "./reconciler.ts";
 import { GroupRequests } from "./requests.ts";
 
@@ -94,12 +99,18 @@ export interface RegionOptions {
   readonly clock: Clock;
   readonly random: Random;
   readonly log: Log;
-  /** A message for this router's local subscribers. */
-  readonly deliver: (topic: string, payload: Uint8Array, headers: Headers, offset: number) => void;
+  /** A message for this router's local subscribers (live, or answering a replay). */
+  readonly deliver: (message: DeliveredMessage) => void;
   readonly partitionLimits?: Partial<PartitionStateLimits>;
   /** Longest a request waits for a leader before failing, ms. Default 8,000. */
   readonly requestDeadlineMs?: number;
 }
+
+/** A message as a partition's leader sends it to an interested router (wire Deliver). */
+export type DeliveredMessage = Omit<Deliver, "kind">;
+
+/** Most payload bytes one replay request sends before answering (the requester asks again). */
+const replayBytesMax = 4 * 1024 * 1024;
 
 export interface RegionCounters {
   storedMessages: number;
@@ -108,6 +119,8 @@ export interface RegionCounters {
   deliversSent: number;
   deliversDropped: number;
   deliversReceived: number;
+  replays: number;
+  replayedMessages: number;
 }
 
 export class Region {
@@ -119,6 +132,8 @@ export class Region {
     deliversSent: 0,
     deliversDropped: 0,
     deliversReceived: 0,
+    replays: 0,
+    replayedMessages: 0,
   };
   readonly multi: MultiRaft;
   readonly links: LinkRaftTransport | undefined;
@@ -127,6 +142,7 @@ export class Region {
   private readonly store: DiskStore;
   private controller = new ControllerState();
   private readonly partitions = new Map<number, PartitionState>();
+  private readonly streams = new Map<number, StreamIndex>();
   private assignmentCache: { version: number; assignment: Assignment | null } = {
     version: -1,
     assignment: null,
@@ -167,7 +183,7 @@ export class Region {
         group === controllerGroup || this.controller.replicasAtActivation(group as PartitionId) !== undefined,
       activate: (group) => this.activate(group as PartitionId),
       guessLeader: (group, attempt) => this.guessLeader(group, attempt),
-      atLeader: (group, command) => this.atLeader(group, command),
+      atLeader: (group, command, origin) => this.atLeader(group, command, origin),
     });
     this.reconciler = new Reconciler({
       id: options.id,
@@ -271,6 +287,15 @@ export class Region {
     return next;
   }
 
+  /**
+   * Asks the partition's leader for the stored messages of `topic` in (after, through]; they
+   * arrive through `deliver` (in order, each naming the one before it). Resolves with how far
+   * the leader read (`offset`): less than `through` if it stopped at its byte budget.
+   */
+  replay(partition: number, request: ReplayRequest): Promise<Outcome> {
+    return this.requests.request(partition, encodeReplayRequest(request));
+  }
+
   // ---- status --------------------------------------------------------------------------------
 
   status(): unknown {
@@ -279,6 +304,8 @@ export class Region {
     const groups: {
       group: number;
       role: string;
+      learner: boolean;
+      voters: readonly string[];
       term: number;
       leader: string | null;
       commit: number;
@@ -296,6 +323,8 @@ export class Region {
         groups.push({
           group: node.group,
           role: node.role,
+          learner: node.configuration.learners.includes(this.id),
+          voters: node.configuration.voters,
           term: node.term,
           leader: node.leader,
           commit: node.log.committed,
@@ -333,9 +362,14 @@ export class Region {
 
   // ---- the leader's side ---------------------------------------------------------------------
 
-  /** A request for a group this router leads. */
-  private async atLeader(group: GroupId, command: Uint8Array): Promise<Outcome> {
+  /** A request for a group this router leads, from `origin`. */
+  private async atLeader(group: GroupId, command: Uint8Array, origin: string): Promise<Outcome> {
     if (group === controllerGroup) return this.controllerRequest(command);
+    if (isReplayRequest(command)) {
+      const replay = decodeReplayRequest(command);
+      if (!replay.ok) return failed("MalformedFrame", `partition ${group}: ${replay.message}`);
+      return this.replayAt(group, replay.request, origin);
+    }
     const decoded = decodePartitionCommand(command);
     if (!decoded.ok) return failed("MalformedFrame", `partition ${group}: ${decoded.error.message}`);
     const request = decoded.command;
@@ -350,11 +384,58 @@ export class Region {
       }
       if (kind === "ephemeral") {
         this.counters.ephemeralMessages += 1;
-        this.fanOut(group, 0, request.topic, request.payload, request.headers);
+        this.fanOut(group, 0, 0, request.topic, request.payload, request.headers);
         return done;
       }
     }
     return this.propose(group, command);
+  }
+
+  /**
+   * Sends `origin` the stored messages of one topic in (after, through], reading the log up to
+   * what is applied here, at most `replayBytesMax` of payload. Answers how far it read.
+   */
+  private replayAt(group: GroupId, request: ReplayRequest, origin: string): Outcome {
+    const node = this.multi.group(group);
+    if (node?.role !== "leader")
+      return failed("NotLeader", `partition ${group} moved`, node?.leader ?? undefined);
+    this.counters.replays += 1;
+    const log = this.store.group(group);
+    const stream = this.streamIndex(group);
+    const through = Math.min(request.through, node.log.applied);
+    let from = request.after + 1;
+    if (from < log.firstIndex()) {
+      return failed("LimitReached", `partition ${group} no longer holds offsets before ${log.firstIndex()}`);
+    }
+    let previous = request.after;
+    let read = request.after;
+    let bytes = 0;
+    while (from <= through && bytes < replayBytesMax) {
+      const entries = log.entries(from, through + 1, replayBytesMax - bytes);
+      for (const entry of entries) {
+        read = entry.index;
+        if (entry.kind !== "normal" || stream.wasSkipped(entry.index)) continue;
+        const decoded = decodePartitionCommand(entry.data);
+        if (!decoded.ok || decoded.command.kind !== "Publish" || decoded.command.topic !== request.topic)
+          continue;
+        const message = decoded.command;
+        const sent = this.sendTo(origin, {
+          partition: group,
+          offset: entry.index,
+          previous,
+          replay: request.replay,
+          topic: message.topic,
+          payload: message.payload,
+          headers: message.headers,
+        });
+        if (!sent) return failed("Unavailable", `the link to ${origin} is full or down; replay again`);
+        this.counters.replayedMessages += 1;
+        previous = entry.index;
+        bytes += message.payload.length;
+      }
+      from = read + 1;
+    }
+    return doneAt(read);
   }
 
   private async controllerRequest(command: Uint8Array): Promise<Outcome> {
@@ -392,25 +473,34 @@ export class Region {
   private fanOut(
     partition: number,
     offset: number,
+    previous: number,
     topic: string,
     payload: Uint8Array,
     headers: Headers,
   ): void {
     const routers = this.partitionState(partition).routersInterestedIn(topic);
     for (const router of routers) {
-      if (router === this.id) {
-        this.counters.deliveredLocal += 1;
-        this.options.deliver(topic, payload, headers, offset);
-        continue;
-      }
-      // avsc writes "bytes" only from a Buffer.
-      const bytes = Buffer.isBuffer(payload)
-        ? payload
-        : Buffer.from(payload.buffer, payload.byteOffset, payload.length);
-      const frame: Deliver = { kind: "Deliver", partition, offset, topic, payload: bytes, headers };
-      if (this.links?.sendFrame(router, frame) === true) this.counters.deliversSent += 1;
-      else this.counters.deliversDropped += 1;
+      const sent = this.sendTo(router, { partition, offset, previous, replay: 0, topic, payload, headers });
+      if (!sent) this.counters.deliversDropped += 1;
     }
+  }
+
+  /** One message to one router (this one: to its subscribers at once). False if it was dropped. */
+  private sendTo(router: string, message: DeliveredMessage): boolean {
+    if (router === this.id) {
+      this.counters.deliveredLocal += 1;
+      this.options.deliver(message);
+      return true;
+    }
+    // avsc writes "bytes" only from a Buffer.
+    const payload = message.payload;
+    const bytes = Buffer.isBuffer(payload)
+      ? payload
+      : Buffer.from(payload.buffer, payload.byteOffset, payload.length);
+    const frame: Deliver = { kind: "Deliver", ...message, payload: bytes };
+    if (this.links?.sendFrame(router, frame) !== true) return false;
+    this.counters.deliversSent += 1;
+    return true;
   }
 
   private meshFrame(peer: string, frame: MeshFrame): void {
@@ -423,7 +513,7 @@ export class Region {
         return;
       case "Deliver":
         this.counters.deliversReceived += 1;
-        this.options.deliver(frame.topic, frame.payload, frame.headers, frame.offset);
+        this.options.deliver(frame);
         return;
     }
   }
@@ -434,6 +524,15 @@ export class Region {
     if (group === controllerGroup) return this.options.founder ? { voters: [this.id], learners: [] } : null;
     const replicas = this.controller.replicasAtActivation(group as PartitionId);
     return replicas === undefined ? null : { voters: replicas, learners: [] };
+  }
+
+  private streamIndex(group: GroupId): StreamIndex {
+    let index = this.streams.get(group);
+    if (index === undefined) {
+      index = new StreamIndex();
+      this.streams.set(group, index);
+    }
+    return index;
   }
 
   private partitionState(group: GroupId): PartitionState {
@@ -466,6 +565,7 @@ export class Region {
       return results;
     }
     const state = this.partitionState(group);
+    const stream = this.streamIndex(group);
     const leading = this.multi.group(group)?.role === "leader";
     for (const entry of entries) {
       if (entry.kind !== "normal") {
@@ -473,10 +573,32 @@ export class Region {
         continue;
       }
       const result = state.apply(entry.index, entry.data);
-      results.push(result);
-      if (result.kind === "stored") {
-        this.counters.storedMessages += 1;
-        if (leading) this.fanOut(group, result.offset, result.topic, result.payload, result.headers);
+      switch (result.kind) {
+        case "stored": {
+          this.counters.storedMessages += 1;
+          const previous = stream.stored(result.topic, result.offset);
+          if (leading)
+            this.fanOut(group, result.offset, previous, result.topic, result.payload, result.headers);
+          results.push(result);
+          break;
+        }
+        case "interest": {
+          // The proposer opens its stream of the topic right after this entry: tell it where.
+          const decoded = decodePartitionCommand(entry.data);
+          const topic = decoded.ok && decoded.command.kind === "Interest" ? decoded.command.topic : "";
+          results.push({ kind: "interest", offset: stream.lastOffsetOf(topic) });
+          break;
+        }
+        case "duplicate":
+        case "outOfOrder":
+        case "topicIsEphemeral":
+        case "limit":
+        case "malformed":
+          stream.skip(entry.index);
+          results.push(result);
+          break;
+        default:
+          results.push(result);
       }
     }
     return results;
@@ -550,10 +672,19 @@ function outcomeOfRaftError(group: GroupId, error: unknown): Outcome {
 /** A partition's or the controller's apply result, for the proposer. */
 function outcomeOfApply(group: GroupId, result: unknown): Outcome {
   const applied = result as
-    | { kind: string; message?: string; expectedSequence?: number; existing?: string; topic?: string }
+    | {
+        kind: string;
+        message?: string;
+        expectedSequence?: number;
+        existing?: string;
+        topic?: string;
+        offset?: number;
+      }
     | undefined;
   if (applied === undefined) return done;
   switch (applied.kind) {
+    case "interest":
+      return doneAt(applied.offset ?? 0);
     case "outOfOrder":
       return failed("OutOfOrder", `partition ${group}: expected sequence ${applied.expectedSequence} first`);
     case "topicIsEphemeral":

@@ -17,7 +17,7 @@ import type { Clock, Timer } from "../ports/index.ts";
 import type { LinkRaftTransport, MultiRaft } from "../raft/index.ts";
 import type { GroupId } from "../storage/index.ts";
 import type { Forward, ForwardResult } from "../wire/index.ts";
-import { done, failed, isRetriable, type Outcome } from "./outcome.ts";
+import { done, doneAt, failed, isRetriable, type Outcome } from "./outcome.ts";
 
 export interface GroupRequestsOptions {
   readonly id: string;
@@ -31,8 +31,8 @@ export interface GroupRequestsOptions {
   readonly activate: (group: GroupId) => Promise<Outcome>;
   /** A router that may lead `group` (it answers with the leader if not), varied by `attempt`. */
   readonly guessLeader: (group: GroupId, attempt: number) => string | null;
-  /** Handles a request for a group this router leads. */
-  readonly atLeader: (group: GroupId, command: Uint8Array) => Promise<Outcome>;
+  /** Handles a request for a group this router leads, from `origin` (this router or a peer). */
+  readonly atLeader: (group: GroupId, command: Uint8Array, origin: string) => Promise<Outcome>;
   /** Forwards waiting at once, and forwarded requests handled at once. Default 100,000. */
   readonly forwardsMax?: number;
 }
@@ -100,7 +100,7 @@ export class GroupRequests {
       }
       const node = multi.group(group);
       if (node?.role === "leader") {
-        last = await this.options.atLeader(group, command);
+        last = await this.options.atLeader(group, command, id);
         if (!isRetriable(last)) return last;
         await this.pause(group, retryPauseMs);
         continue;
@@ -151,7 +151,7 @@ export class GroupRequests {
       return;
     }
     this.handling += 1;
-    this.options.atLeader(frame.group, frame.command).then(
+    this.options.atLeader(frame.group, frame.command, peer).then(
       (outcome) => {
         this.handling -= 1;
         this.reply(peer, frame.requestId, outcome);
@@ -169,7 +169,11 @@ export class GroupRequests {
     if (pending === undefined || pending.peer !== peer) return;
     this.pending.delete(frame.requestId);
     pending.settle(
-      frame.ok ? done : failed(frame.code, frame.message, frame.leader === "" ? undefined : frame.leader),
+      frame.ok
+        ? frame.offset === 0
+          ? done
+          : doneAt(frame.offset)
+        : failed(frame.code, frame.message, frame.leader === "" ? undefined : frame.leader),
     );
   }
 
@@ -237,6 +241,7 @@ export class GroupRequests {
       code: outcome.ok ? "Internal" : outcome.code,
       message: outcome.ok ? "" : outcome.message,
       leader: outcome.ok ? "" : (outcome.leader ?? ""),
+      offset: outcome.ok ? (outcome.offset ?? 0) : 0,
     });
   }
 

@@ -30,12 +30,13 @@ import { Keyring, parseKey, sealOverheadBytes } from "../membership/keyring.ts";
 import { MembershipService } from "../membership/service.ts";
 import { listenSync } from "../membership/sync.ts";
 import { systemClock, systemRandom } from "../ports/index.ts";
-import { frameHeaderBytes, type Headers, type Hello } from "../wire/index.ts";
+import { frameHeaderBytes, type Hello } from "../wire/index.ts";
 import { ConfigError, type RouterConfig } from "./config.ts";
+import { type FeedSubscriber, LocalDelivery } from "./local-delivery.ts";
 import type { Log } from "./log.ts";
 import { Region } from "./region.ts";
 import { ClientSession, type SessionCounters } from "./session.ts";
-import { type StatusServer, serveStatus } from "./status.ts";
+import { routerSources, type StatusServer, serveStatus } from "./status.ts";
 
 export const routerVersion = "0.1.0";
 
@@ -60,7 +61,8 @@ export class Router {
   readonly config: RouterConfig;
   readonly counters: SessionCounters = { published: 0, delivered: 0, refused: 0, slowConsumers: 0 };
   private readonly log: Log;
-  private readonly table = new SubscriptionTable<ClientSession>();
+  private readonly table = new SubscriptionTable<FeedSubscriber>();
+  private readonly delivery = new LocalDelivery(this.table, () => this.region!);
   private readonly sessions = new Set<ClientSession>();
   private readonly listeners: Listener[] = [];
   private lockPath: string | undefined;
@@ -94,7 +96,7 @@ export class Router {
       router.region = await router.startRegion(options);
       if (config.listen.metrics !== undefined) {
         try {
-          router.statusServer = await serveStatus(config.listen.metrics, () => router.status());
+          router.statusServer = await serveStatus(config.listen.metrics, routerSources(router));
         } catch (error) {
           throw new ConfigError(
             "listen.metrics",
@@ -153,6 +155,7 @@ export class Router {
       })),
       membership: this.membership?.stats(),
       mesh: this.region?.status(),
+      delivery: this.delivery.stats,
     };
   }
 
@@ -187,7 +190,7 @@ export class Router {
         clock: systemClock,
         random: systemRandom,
         log: this.log,
-        deliver: (topic, payload, headers, offset) => this.deliverLocal(topic, payload, headers, offset),
+        deliver: (message) => this.delivery.receive(message),
       });
     } catch (error) {
       if (error instanceof ConfigError) throw error;
@@ -196,12 +199,6 @@ export class Router {
           ? "listen.links"
           : "data_dir";
       throw new ConfigError(field, (error as Error).message);
-    }
-  }
-
-  private deliverLocal(topic: string, payload: Uint8Array, headers: Headers, offset: number): void {
-    for (const entry of this.table.match(topic)) {
-      entry.subscriber.deliver(entry.subscriptionId, topic, payload, headers, offset);
     }
   }
 
@@ -337,7 +334,7 @@ export class Router {
       link.close("TooManyClients", `this router serves at most ${this.config.limits.clientsMax} clients`);
       return;
     }
-    const session = new ClientSession(link, this.table, this.region!, this.config.limits, this.counters);
+    const session = new ClientSession(link, this.delivery, this.region!, this.config.limits, this.counters);
     this.sessions.add(session);
     this.log.info("client connected", {
       client: link.peer.id,
@@ -347,7 +344,7 @@ export class Router {
     link.start({
       frame: (frame) => session.frame(frame),
       closed: (reason) => {
-        session.closed();
+        session.ended();
         this.sessions.delete(session);
         this.log.info("client disconnected", { client: link.peer.id, reason: reason.message });
       },

@@ -10,7 +10,7 @@
 // subscription id, a request id that does not increase) is refused with a code and changes
 // nothing.
 import type { Link } from "../axon/index.ts";
-import { isValidProducerId, type SubscriptionTable } from "../delivery/index.ts";
+import { isValidProducerId } from "../delivery/index.ts";
 import { checkTopic, isValidTopic, partitionOf } from "../partitions/index.ts";
 import type {
   DeclareTopic,
@@ -22,8 +22,9 @@ import type {
   Unsubscribe,
 } from "../wire/index.ts";
 import type { RouterLimits } from "./config.ts";
+import type { FeedSubscriber, LocalDelivery } from "./local-delivery.ts";
 import type { Outcome } from "./outcome.ts";
-import type { Region } from "./region.ts";
+import type { DeliveredMessage, Region } from "./region.ts";
 
 export interface SessionCounters {
   published: number;
@@ -32,14 +33,23 @@ export interface SessionCounters {
   slowConsumers: number;
 }
 
-export class ClientSession {
+/** One subscription of this session. */
+interface SessionSubscription {
+  readonly topic: string;
+  /** Offset of the last persistent message sent for it. */
+  last: number;
+  /** Still replaying from a past offset (or not placed in its feed yet): live messages wait. */
+  catchingUp: boolean;
+}
+
+export class ClientSession implements FeedSubscriber {
   readonly link: Link;
-  private readonly table: SubscriptionTable<ClientSession>;
+  private readonly delivery: LocalDelivery;
   private readonly region: Region;
   private readonly limits: RouterLimits;
   private readonly counters: SessionCounters;
-  /** subscriptionId -> topic. Invariant: mirrors this session's entries in `table`. */
-  private readonly subscriptions = new Map<number, string>();
+  /** By subscription id. Invariant: mirrors this session's entries in the delivery table. */
+  private readonly subscriptions = new Map<number, SessionSubscription>();
   private lastRequestId = 0;
   /** Unfinished request ids, ascending, from `openHead` on; finished ones are in `finished`. */
   private readonly open: number[] = [];
@@ -62,13 +72,13 @@ export class ClientSession {
 
   constructor(
     link: Link,
-    table: SubscriptionTable<ClientSession>,
+    delivery: LocalDelivery,
     region: Region,
     limits: RouterLimits,
     counters: SessionCounters,
   ) {
     this.link = link;
-    this.table = table;
+    this.delivery = delivery;
     this.region = region;
     this.limits = limits;
     this.counters = counters;
@@ -97,14 +107,47 @@ export class ClientSession {
     }
   }
 
+  get closed(): boolean {
+    return this.link.closed;
+  }
+
   /** The link closed: drop every subscription of this session. */
-  closed(): void {
-    for (const [subscriptionId, topic] of this.subscriptions) this.dropSubscription(topic, subscriptionId);
+  ended(): void {
+    for (const [subscriptionId, subscription] of this.subscriptions)
+      this.delivery.unsubscribe(this, subscriptionId, subscription.topic);
     this.subscriptions.clear();
   }
 
-  /** Sends a message to one of this session's subscriptions. */
-  deliver(
+  /** A live message for one of this session's subscriptions (persistent ones once each, in order). */
+  deliver(subscriptionId: number, message: DeliveredMessage): void {
+    const subscription = this.subscriptions.get(subscriptionId);
+    if (subscription === undefined) return;
+    if (message.offset !== 0) {
+      if (subscription.catchingUp || message.offset <= subscription.last) return;
+      subscription.last = message.offset;
+    }
+    this.send(subscriptionId, message.topic, message.payload, message.headers, message.offset);
+  }
+
+  deliverCatchUp(subscriptionId: number, message: DeliveredMessage): void {
+    const subscription = this.subscriptions.get(subscriptionId);
+    if (subscription === undefined || message.offset <= subscription.last) return;
+    subscription.last = message.offset;
+    this.send(subscriptionId, message.topic, message.payload, message.headers, message.offset);
+  }
+
+  start(subscriptionId: number, last: number, catchingUp: boolean): void {
+    const subscription = this.subscriptions.get(subscriptionId);
+    if (subscription === undefined) return;
+    subscription.last = Math.max(subscription.last, last);
+    subscription.catchingUp = catchingUp;
+  }
+
+  lastOffset(subscriptionId: number): number {
+    return this.subscriptions.get(subscriptionId)?.last ?? 0;
+  }
+
+  private send(
     subscriptionId: number,
     topic: string,
     payload: Uint8Array,
@@ -254,36 +297,31 @@ export class ClientSession {
         `a connection may hold at most ${this.limits.subscriptionsPerClientMax} subscriptions`,
       );
     }
-    const first = this.table.match(frame.topic).length === 0;
-    this.subscriptions.set(frame.subscriptionId, frame.topic);
-    this.table.add(frame.topic, this, frame.subscriptionId);
-    if (!first) return;
-    // The first local subscriber: register this router's interest with the partition leader,
-    // and answer once it is replicated (a publish after the answer reaches this subscriber).
-    const registered = this.region.interest(frame.topic, partitionOf(frame.topic), true);
+    const subscription: SessionSubscription = { topic: frame.topic, last: 0, catchingUp: true };
+    this.subscriptions.set(frame.subscriptionId, subscription);
+    // Answered once this router's interest is registered with the partition leader (a publish
+    // after the answer reaches this subscriber).
+    const registered = this.delivery.subscribe(
+      this,
+      frame.subscriptionId,
+      frame.topic,
+      partitionOf(frame.topic),
+      frame.fromOffset,
+    );
     const barrier = Promise.all([this.barrier, registered]);
     this.barrier = barrier;
     void barrier.then(() => {
       if (this.barrier === barrier) this.barrier = null;
     });
     this.track(frame.requestId, registered, () => {
-      if (this.subscriptions.get(frame.subscriptionId) !== frame.topic) return;
-      this.subscriptions.delete(frame.subscriptionId);
-      this.table.remove(frame.topic, this, frame.subscriptionId);
+      if (this.subscriptions.get(frame.subscriptionId) === subscription)
+        this.subscriptions.delete(frame.subscriptionId);
     });
   }
 
-  /** Removes one local subscription; the last one of a topic withdraws this router's interest. */
-  private dropSubscription(topic: string, subscriptionId: number): void {
-    this.table.remove(topic, this, subscriptionId);
-    if (this.table.match(topic).length === 0) {
-      void this.region.interest(topic, partitionOf(topic), false);
-    }
-  }
-
   private unsubscribe(frame: Unsubscribe): void {
-    const topic = this.subscriptions.get(frame.subscriptionId);
-    if (topic === undefined) {
+    const subscription = this.subscriptions.get(frame.subscriptionId);
+    if (subscription === undefined) {
       return this.refuse(
         frame.requestId,
         "UnknownSubscription",
@@ -291,6 +329,6 @@ export class ClientSession {
       );
     }
     this.subscriptions.delete(frame.subscriptionId);
-    this.dropSubscription(topic, frame.subscriptionId);
+    this.delivery.unsubscribe(this, frame.subscriptionId, subscription.topic);
   }
 }

@@ -417,6 +417,7 @@ function checkFields(frame: Frame): string | undefined {
     case "Unsubscribe":
       if (!isCount(frame.requestId)) return requestIdProblem;
       if (frame.kind !== "Publish" && !isCount(frame.subscriptionId)) return subscriptionIdProblem;
+      if (frame.kind === "Subscribe" && !isCount(frame.fromOffset)) return offsetProblem;
       if (frame.kind === "Publish" && !(isCount(frame.sequence) && isCount(frame.ackedSequence)))
         return sequenceProblem;
       return frame.kind === "Publish" ? checkHeaders(frame.headers) : undefined;
@@ -427,10 +428,12 @@ function checkFields(frame: Frame): string | undefined {
       if (!(frame.group >= 0 && frame.group <= 65_536)) return "group must be in 0..65536";
       return isCount(frame.requestId) ? undefined : requestIdProblem;
     case "DeclareTopic":
+      return isCount(frame.requestId) ? undefined : requestIdProblem;
     case "ForwardResult":
+      if (!isCount(frame.offset)) return offsetProblem;
       return isCount(frame.requestId) ? undefined : requestIdProblem;
     case "Deliver":
-      if (!isCount(frame.offset)) return offsetProblem;
+      if (!(isCount(frame.offset) && isCount(frame.previous) && isCount(frame.replay))) return offsetProblem;
       return frame.partition >= 0 && frame.partition < 65_536
         ? checkHeaders(frame.headers)
         : "partition must be in 0..65535";

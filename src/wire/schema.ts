@@ -92,6 +92,11 @@ export interface Subscribe {
   /** Chosen by the subscriber, unique on its link; Message frames carry it back. */
   readonly subscriptionId: number;
   readonly topic: string;
+  /**
+   * 0: new messages only. n > 0: a persistent topic's messages from offset n on first (a
+   * resumed subscription asks for the one after the last it got), then new ones.
+   */
+  readonly fromOffset: number;
 }
 export interface Unsubscribe {
   readonly kind: "Unsubscribe";
@@ -181,12 +186,21 @@ export interface ForwardResult {
   readonly code: ErrorCode;
   readonly message: string;
   readonly leader: string;
+  /** An offset the answer reports (an interest: the topic's last; a replay: how far it read); else 0. */
+  readonly offset: number;
 }
-/** Router to router: a message of a topic the receiving router registered interest in. */
+/**
+ * Router to router: a message of a topic the receiving router registered interest in, from
+ * the partition's leader. `previous` is the topic's stored message before it (0 if none, or
+ * for an ephemeral message), so the receiver sees a gap and asks for a replay. `replay` is 0
+ * for the live stream, or the id of the replay request it answers.
+ */
 export interface Deliver {
   readonly kind: "Deliver";
   readonly partition: number;
   readonly offset: number;
+  readonly previous: number;
+  readonly replay: number;
   readonly topic: string;
   readonly payload: Uint8Array;
   readonly headers: Headers;
@@ -253,6 +267,7 @@ export const frameTypes: Readonly<Record<FrameKind, { readonly number: number; r
         { name: "requestId", type: "long" },
         { name: "subscriptionId", type: "long" },
         { name: "topic", type: "string" },
+        { name: "fromOffset", type: "long" },
       ]),
     },
     Unsubscribe: {
@@ -333,6 +348,7 @@ export const frameTypes: Readonly<Record<FrameKind, { readonly number: number; r
         { name: "code", type: errorCodeSchema },
         { name: "message", type: "string" },
         { name: "leader", type: "string" },
+        { name: "offset", type: "long" },
       ]),
     },
     Deliver: {
@@ -340,6 +356,8 @@ export const frameTypes: Readonly<Record<FrameKind, { readonly number: number; r
       type: record("Deliver", [
         { name: "partition", type: "int" },
         { name: "offset", type: "long" },
+        { name: "previous", type: "long" },
+        { name: "replay", type: "long" },
         { name: "topic", type: "string" },
         { name: "payload", type: "bytes" },
         headersField,

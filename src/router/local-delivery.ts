@@ -1,0 +1,288 @@
+// This router's side of delivery: which local subscriptions want which topic (`table`), this
+// router's interest registered with each topic's partition leader, and one feed per topic that
+// turns the leader's Deliver frames into an ordered, gap-free stream for local subscribers.
+//
+// A persistent topic's messages each name the topic's message before them (`previous`). The
+// feed delivers a message only once everything up to its `previous` was delivered; otherwise
+// it holds it (bounded) and asks the leader to replay the gap, so a Deliver lost with a dead
+// leader, dropped under backpressure, or sent before the interest was known, still arrives,
+// late but in order (at least once; sessions drop offsets already delivered). A subscription
+// resumed from an offset catches up through replays addressed to it alone, then joins the feed.
+//
+// Invariants: `cursor` is the offset of the last message handed to subscribers (null while the
+// interest is being registered); `pending` is sorted by offset, every offset > cursor, and at
+// most `pendingMax` long. Ephemeral messages (offset 0) bypass the feed: at most once.
+import type { SubscriptionTable } from "../delivery/index.ts";
+import { failed, type Outcome } from "./outcome.ts";
+import type { DeliveredMessage, Region } from "./region.ts";
+
+/** What a feed needs from a session. */
+export interface FeedSubscriber {
+  /** A live message of the topic for subscription `subscriptionId`. */
+  deliver(subscriptionId: number, message: DeliveredMessage): void;
+  /** A message answering this subscription's catch-up. */
+  deliverCatchUp(subscriptionId: number, message: DeliveredMessage): void;
+  /** Where the subscription starts: after `last`, and whether it must catch up first. */
+  start(subscriptionId: number, last: number, catchingUp: boolean): void;
+  /** The offset of the last message the subscription got. */
+  lastOffset(subscriptionId: number): number;
+  readonly closed: boolean;
+}
+
+interface Feed {
+  readonly topic: string;
+  readonly partition: number;
+  cursor: number | null;
+  pending: DeliveredMessage[];
+  /** A gap replay is in flight. */
+  replaying: boolean;
+  /** Resolves when the interest is registered (or failed). */
+  readonly registered: Promise<Outcome>;
+  /** Subscriptions waiting for the cursor, with the offset they start from (0: new messages only). */
+  readonly waiting: { subscriber: FeedSubscriber; subscriptionId: number; fromOffset: number }[];
+}
+
+interface CatchUp {
+  readonly subscriber: FeedSubscriber;
+  readonly subscriptionId: number;
+  readonly feed: Feed;
+}
+
+export interface LocalDeliveryStats {
+  feeds: number;
+  gapReplays: number;
+  gapReplaysFailed: number;
+  catchUps: number;
+  heldDropped: number;
+  catchUpsAbandoned: number;
+  duplicatesDropped: number;
+  withoutFeed: number;
+}
+
+export class LocalDelivery {
+  readonly stats: LocalDeliveryStats = {
+    feeds: 0,
+    gapReplays: 0,
+    gapReplaysFailed: 0,
+    catchUps: 0,
+    heldDropped: 0,
+    catchUpsAbandoned: 0,
+    duplicatesDropped: 0,
+    withoutFeed: 0,
+  };
+  private readonly table: SubscriptionTable<FeedSubscriber>;
+  private readonly region: () => Region;
+  private readonly pendingMax: number;
+  private readonly feeds = new Map<string, Feed>();
+  private readonly catchUps = new Map<number, CatchUp>();
+  private nextReplayId = 1;
+
+  constructor(table: SubscriptionTable<FeedSubscriber>, region: () => Region, pendingMax = 10_000) {
+    this.table = table;
+    this.region = region;
+    this.pendingMax = pendingMax;
+  }
+
+  /**
+   * Adds a local subscription; the first one of a topic registers this router's interest with
+   * the partition leader. Resolves when the subscription is in the feed (it may still be
+   * catching up from `fromOffset`).
+   */
+  async subscribe(
+    subscriber: FeedSubscriber,
+    subscriptionId: number,
+    topic: string,
+    partition: number,
+    fromOffset: number,
+  ): Promise<Outcome> {
+    this.table.add(topic, subscriber, subscriptionId);
+    let feed = this.feeds.get(topic);
+    if (feed === undefined) {
+      const registered = this.region().interest(topic, partition, true);
+      const created: Feed = {
+        topic,
+        partition,
+        cursor: null,
+        pending: [],
+        replaying: false,
+        registered,
+        waiting: [],
+      };
+      feed = created;
+      this.feeds.set(topic, created);
+      this.stats.feeds = this.feeds.size;
+      void registered.then((outcome) => this.registered(created, outcome));
+    }
+    if (feed.cursor === null) {
+      feed.waiting.push({ subscriber, subscriptionId, fromOffset });
+      const outcome = await feed.registered;
+      if (!outcome.ok) {
+        this.unsubscribe(subscriber, subscriptionId, topic);
+        return outcome;
+      }
+      return { ok: true };
+    }
+    this.begin(feed, subscriber, subscriptionId, fromOffset);
+    return { ok: true };
+  }
+
+  /** Removes a local subscription; the last one of a topic withdraws this router's interest. */
+  unsubscribe(subscriber: FeedSubscriber, subscriptionId: number, topic: string): void {
+    this.table.remove(topic, subscriber, subscriptionId);
+    if (this.table.match(topic).length > 0) return;
+    const feed = this.feeds.get(topic);
+    if (feed === undefined) return;
+    this.feeds.delete(topic);
+    this.stats.feeds = this.feeds.size;
+    void this.region().interest(topic, feed.partition, false);
+  }
+
+  /** A message from a partition leader. */
+  receive(message: DeliveredMessage): void {
+    if (message.offset === 0) {
+      for (const entry of this.table.match(message.topic))
+        entry.subscriber.deliver(entry.subscriptionId, message);
+      return;
+    }
+    if (message.replay !== 0) {
+      const catchUp = this.catchUps.get(message.replay);
+      if (catchUp !== undefined && !catchUp.subscriber.closed) {
+        catchUp.subscriber.deliverCatchUp(catchUp.subscriptionId, message);
+      }
+      return;
+    }
+    const feed = this.feeds.get(message.topic);
+    if (feed === undefined) {
+      this.stats.withoutFeed += 1;
+      return;
+    }
+    if (feed.cursor !== null && message.offset <= feed.cursor) {
+      this.stats.duplicatesDropped += 1;
+      return;
+    }
+    this.hold(feed, message);
+    this.drain(feed);
+  }
+
+  private registered(feed: Feed, outcome: Outcome): void {
+    if (this.feeds.get(feed.topic) !== feed) return;
+    if (!outcome.ok) {
+      this.feeds.delete(feed.topic);
+      this.stats.feeds = this.feeds.size;
+      return;
+    }
+    feed.cursor = outcome.offset ?? 0;
+    for (const { subscriber, subscriptionId, fromOffset } of feed.waiting.splice(0)) {
+      if (!subscriber.closed) this.begin(feed, subscriber, subscriptionId, fromOffset);
+    }
+    feed.pending = feed.pending.filter((message) => message.offset > feed.cursor!);
+    this.drain(feed);
+  }
+
+  /** Starts a subscription at the feed's cursor, or behind it with a catch-up. */
+  private begin(feed: Feed, subscriber: FeedSubscriber, subscriptionId: number, fromOffset: number): void {
+    const cursor = feed.cursor!;
+    if (fromOffset === 0 || fromOffset > cursor) {
+      subscriber.start(subscriptionId, fromOffset === 0 ? cursor : fromOffset - 1, false);
+      return;
+    }
+    subscriber.start(subscriptionId, fromOffset - 1, true);
+    this.stats.catchUps += 1;
+    void this.catchUp({ subscriber, subscriptionId, feed });
+  }
+
+  /** Replays to one subscription until it reaches the feed's cursor; then it is live. */
+  private async catchUp(catchUp: CatchUp): Promise<void> {
+    const { subscriber, subscriptionId, feed } = catchUp;
+    const replay = this.nextReplayId++;
+    this.catchUps.set(replay, catchUp);
+    try {
+      for (;;) {
+        if (subscriber.closed || this.feeds.get(feed.topic) !== feed) return;
+        const after = subscriber.lastOffset(subscriptionId);
+        const through = feed.cursor ?? after;
+        if (after >= through) {
+          subscriber.start(subscriptionId, after, false);
+          return;
+        }
+        const outcome = await this.region().replay(feed.partition, {
+          topic: feed.topic,
+          after,
+          through,
+          replay,
+        });
+        if (!outcome.ok) {
+          // Retriable failures were retried until the request's deadline; give up on this one
+          // and go live (counted: the subscription missed what it could not replay).
+          this.stats.catchUpsAbandoned += 1;
+          subscriber.start(subscriptionId, Math.max(after, feed.cursor ?? after), false);
+          return;
+        }
+        // Everything of the topic in (after, read] arrived before this answer (same link, in
+        // order): the subscription is at `read` even if none of it was this topic's.
+        const read = Math.max(outcome.offset ?? after, subscriber.lastOffset(subscriptionId));
+        subscriber.start(subscriptionId, read, true);
+        // The leader had not applied that far yet (a new leader catching up): ask again shortly.
+        if (read === after) await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    } finally {
+      this.catchUps.delete(replay);
+    }
+  }
+
+  /** Keeps `message` in `pending`, in offset order, bounded. */
+  private hold(feed: Feed, message: DeliveredMessage): void {
+    const pending = feed.pending;
+    let index = pending.length;
+    while (index > 0 && pending[index - 1]!.offset > message.offset) index--;
+    if (index > 0 && pending[index - 1]!.offset === message.offset) {
+      this.stats.duplicatesDropped += 1;
+      return;
+    }
+    if (pending.length >= this.pendingMax) {
+      // Keep the oldest: a later replay brings the newest back.
+      if (index === pending.length) {
+        this.stats.heldDropped += 1;
+        return;
+      }
+      pending.pop();
+      this.stats.heldDropped += 1;
+    }
+    pending.splice(index, 0, message);
+  }
+
+  /** Delivers what follows the cursor without a gap; asks for a replay of the first gap. */
+  private drain(feed: Feed): void {
+    if (feed.cursor === null) return;
+    const pending = feed.pending;
+    let taken = 0;
+    while (taken < pending.length) {
+      const message = pending[taken]!;
+      if (message.offset <= feed.cursor) {
+        taken++;
+        continue;
+      }
+      if (message.previous > feed.cursor) break;
+      taken++;
+      feed.cursor = message.offset;
+      for (const entry of this.table.match(feed.topic))
+        entry.subscriber.deliver(entry.subscriptionId, message);
+    }
+    if (taken > 0) pending.splice(0, taken);
+    if (pending.length > 0 && !feed.replaying) void this.fillGap(feed, pending[0]!.previous);
+  }
+
+  private async fillGap(feed: Feed, through: number): Promise<void> {
+    feed.replaying = true;
+    this.stats.gapReplays += 1;
+    const outcome: Outcome = await this.region()
+      .replay(feed.partition, { topic: feed.topic, after: feed.cursor!, through, replay: 0 })
+      .catch((error: unknown) => failed("Internal", (error as Error).message));
+    feed.replaying = false;
+    if (this.feeds.get(feed.topic) !== feed) return;
+    // The replayed messages came through receive() before this answer (same link, in order)
+    // and were delivered; if some did not come, draining asks again.
+    if (!outcome.ok) this.stats.gapReplaysFailed += 1;
+    this.drain(feed);
+  }
+}
