@@ -1,6 +1,7 @@
 // The servers a benchmark run needs, started as real processes: a Neuron router (`neuron
 // router --config FILE`, certificates made by the library into a temp dir) and nats-server on
-// a free port. Each is waited for with a deadline (never a fixed sleep).
+// a free port (clusters.ts starts three of each for the persistent scenarios, through
+// `startChild`). Each is waited for with a deadline (never a fixed sleep).
 //
 // Invariant: every process started here is in `children` until it has exited, and
 // `stopAllNow()` (signal handlers, process exit) kills each by its PID and removes the temp
@@ -24,6 +25,22 @@ export interface ServerProcess {
   output(): string;
   /** SIGTERM, then SIGKILL after `graceMs`; resolves once the process has exited. */
   stop(graceMs?: number): Promise<void>;
+  /** kill -9 (nothing else first); resolves once the process has exited. */
+  kill(): Promise<void>;
+}
+
+/** PIDs of the servers running now (all lives), for the CPU meters and the quiet wait. */
+export function runningPids(): number[] {
+  return [...children].flatMap((child) =>
+    child.pid !== undefined && child.exitCode === null && child.signalCode === null ? [child.pid] : [],
+  );
+}
+
+/** A temp dir removed by `stopAll` / `stopAllNow`. */
+export function temporaryDirectory(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  directories.add(dir);
+  return dir;
 }
 
 /** Kills every child by PID and removes temp dirs, synchronously (for signal and exit handlers). */
@@ -49,6 +66,20 @@ export async function stopAll(): Promise<void> {
   stopAllNow();
 }
 
+function killChild(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      children.delete(child);
+      return resolve();
+    }
+    child.once("exit", () => {
+      children.delete(child);
+      resolve();
+    });
+    if (child.pid !== undefined) process.kill(child.pid, "SIGKILL");
+  });
+}
+
 function stopChild(child: ChildProcess, graceMs: number): Promise<void> {
   return new Promise((resolve) => {
     if (child.exitCode !== null || child.signalCode !== null) {
@@ -68,7 +99,7 @@ function stopChild(child: ChildProcess, graceMs: number): Promise<void> {
 }
 
 /** Spawns a child, keeps its last output, resolves when `ready(output)` says so (deadline). */
-function startChild(
+export function startChild(
   what: string,
   command: string,
   args: readonly string[],
@@ -93,6 +124,7 @@ function startChild(
             pid: child.pid!,
             output: () => output,
             stop: (graceMs = 2000) => stopChild(child, graceMs),
+            kill: () => killChild(child),
           },
         });
       }
@@ -132,8 +164,7 @@ export async function startRouter(options: {
   /** Append everything the router writes to this file. */
   readonly logPath?: string | undefined;
 }): Promise<RouterProcess> {
-  const dir = mkdtempSync(join(tmpdir(), "neuron-bench-"));
-  directories.add(dir);
+  const dir = temporaryDirectory("neuron-bench-");
   const ca = await createCertificateAuthority("Neuron bench CA");
   const router = await issueCertificate(ca, { role: "router", id: "bench-r1" });
   const client = await issueCertificate(ca, { role: "client", id: "bench" });
@@ -196,7 +227,7 @@ export function findNatsServer(): string | undefined {
 }
 
 /** A TCP port free at the moment of asking (the kernel picks it). */
-function freePort(): Promise<number> {
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once("error", reject);

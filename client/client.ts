@@ -321,6 +321,17 @@ export class Client {
   }
 
   /**
+   * Drains router `router` (an operator's request): the cluster moves its replicas and
+   * leaderships away, then it stops by itself. Resolves once the cluster recorded it.
+   */
+  drain(router: string): Promise<void> {
+    if (typeof router !== "string" || router.length === 0 || Buffer.byteLength(router) > 255) {
+      return Promise.reject(new NeuronError("InvalidArgument", "a router id is 1..255 bytes"));
+    }
+    return this.whenRoom(0, false, () => this.request({ kind: "Drain", requestId: 0, router }, 0));
+  }
+
+  /**
    * Subscribes to a topic; resolves once the router has registered the subscription. A
    * persistent topic's messages reach the handler once each, in order, also across reconnects
    * (the subscription resumes after the last offset it got); ephemeral ones at most once.

@@ -1,163 +1,471 @@
-// `npm run demo`: a local router with freshly generated certificates, a subscriber and a
-// publisher, each a real `neuron` process, and the messages flowing between them. Everything
-// lives in .neuron/demo (made anew each run); every process started here is stopped at the end.
-import { type ChildProcess, spawn } from "node:child_process";
+// `npm run demo`: a 3-router region on this machine, a persistent topic replicated on all three,
+// a subscriber (`neuron sub`) and a paced publisher, and the partition's leader killed with
+// kill -9 and restarted while messages flow. It prints the story for a person, section by
+// section, then a summary, and exits 0 only if every check held: everything acknowledged was
+// delivered, nothing twice, in order, every publish acknowledged, every process stopped cleanly.
+//
+// Everything lives in .neuron/demo, made anew each run: the CA and certificates, the gossip
+// key, one config, data dir and log file per router (logs/rN.log; warnings are also shown).
+// Every process started here is ended at the end, on failure and on Ctrl-C (demo-processes.ts).
+// Traps: membership declares a killed router dead only after its suspicion timeout (~7 s on
+// the LAN defaults), and accepts the restarted router's new addresses only after that, so the
+// demo waits for "dead" before it restarts the router. A restarted router binds new ports.
+import { createWriteStream, type WriteStream } from "node:fs";
 import { mkdir, rm, writeFile } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { join, relative, resolve } from "node:path";
+import { type Client, connect } from "../../client/index.ts";
 import { createCertificateAuthority, issueCertificate } from "../axon/index.ts";
+import { generateKey } from "../membership/keyring.ts";
+import { partitionOf } from "../partitions/index.ts";
+import {
+  type Child,
+  Children,
+  type DemoStatus,
+  describeExit,
+  fetchStatus,
+  type ReadyLine,
+  readyLineOf,
+} from "./demo-processes.ts";
+import { Deliveries, lostOf, Publisher } from "./demo-traffic.ts";
 
-const cli = new URL("./main.ts", import.meta.url).pathname;
 const dir = resolve(".neuron/demo");
-const topic = "demo.greetings";
-const count = 10;
-const children: ChildProcess[] = [];
+const topic = "demo.orders";
+const partition = partitionOf(topic);
+const routerIds = ["r1", "r2", "r3"] as const;
+const ratePerSecond = 200;
+/** Deadline of each wait; the whole demo takes about 30 s. */
+const waitTimeoutMs = 30_000;
 
-function start(
-  name: string,
-  args: string[],
-  onLine?: (line: string, stream: "out" | "err") => void,
-): ChildProcess {
-  const child = spawn(process.execPath, [cli, ...args], { cwd: dir, stdio: ["ignore", "pipe", "pipe"] });
-  children.push(child);
-  for (const [stream, source] of [
-    ["out", child.stdout],
-    ["err", child.stderr],
-  ] as const) {
-    let buffered = "";
-    source.on("data", (chunk: Buffer) => {
-      buffered += chunk.toString();
-      const lines = buffered.split("\n");
-      buffered = lines.pop()!;
-      for (const line of lines) {
-        process.stdout.write(`${name.padEnd(6)}| ${line}\n`);
-        onLine?.(line, stream);
-      }
-    });
-  }
-  return child;
+const startedMs = performance.now();
+const nowMs = () => performance.now() - startedMs;
+const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+const say = (text: string) => console.log(`${(nowMs() / 1000).toFixed(1).padStart(5)}s  ${text}`);
+const section = (title: string) => console.log(`\n== ${title} ${"=".repeat(Math.max(3, 86 - title.length))}`);
+const list = (ids: readonly string[]) => [...ids].sort().join(", ");
+
+/** A check of the demo failed: the message says which and what was seen. */
+class DemoFailed extends Error {}
+
+interface RouterSlot {
+  readonly id: string;
+  child: Child | undefined;
+  ready: ReadyLine | undefined;
+  lives: number;
+  readonly log: WriteStream;
 }
 
-function waitFor<T>(
-  what: string,
-  timeoutMs: number,
-  register: (done: (value: T) => void) => void,
-): Promise<T> {
-  return new Promise((resolvePromise, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`demo: timed out after ${timeoutMs} ms waiting for ${what}`)),
+const children = new Children(dir);
+const slots: RouterSlot[] = [];
+const liveRouters = () => slots.filter((slot) => slot.child?.running === true && slot.ready !== undefined);
+
+/** `promise`, or a DemoFailed naming `what` if it has not settled within `timeoutMs`. */
+async function within<T>(what: string, timeoutMs: number, promise: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new DemoFailed(`timed out after ${seconds(timeoutMs)} waiting for ${what}`)),
       timeoutMs,
     );
-    register((value) => {
-      clearTimeout(timer);
-      resolvePromise(value);
-    });
   });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
-const exited = (child: ChildProcess) =>
-  new Promise<number | null>((done) => {
-    if (child.exitCode !== null) done(child.exitCode);
-    else child.once("exit", (code) => done(code));
+/** Polls `probe` every 100 ms until it returns a value; a string or a rejection means "not yet". */
+async function until<T>(what: string, probe: () => Promise<T | string>): Promise<T> {
+  const deadlineMs = nowMs() + waitTimeoutMs;
+  let last = "no answer yet";
+  for (;;) {
+    try {
+      const answer = await probe();
+      if (typeof answer !== "string") return answer;
+      last = answer;
+    } catch (error) {
+      last = (error as Error).message;
+    }
+    if (nowMs() >= deadlineMs)
+      throw new DemoFailed(`timed out after ${seconds(waitTimeoutMs)} waiting for ${what} (${last})`);
+    await new Promise((resolvePromise) => setTimeout(resolvePromise, 100));
+  }
+}
+
+const views = () => Promise.all(liveRouters().map((slot) => fetchStatus(slot.ready!.metrics)));
+const groupOf = (status: DemoStatus) => status.mesh?.groups.find((group) => group.group === partition);
+
+/** The partition's leader and voters, once every live router agrees on `voters` voters. */
+async function replicated(voters: number): Promise<{ leader: string; voters: readonly string[] } | string> {
+  const statuses = await views();
+  let leader: string | undefined;
+  for (const status of statuses) {
+    const group = groupOf(status);
+    if (group === undefined) return `${status.id} holds no replica of partition ${partition} yet`;
+    if (group.voters.length !== voters)
+      return `${status.id} sees voters ${list(group.voters)} of partition ${partition}`;
+    if (group.role === "leader") leader = status.id;
+  }
+  if (leader === undefined) return `partition ${partition} has no leader`;
+  return { leader, voters: groupOf(statuses[0]!)!.voters };
+}
+
+async function rosterOfEveryone(size: number): Promise<DemoStatus | string> {
+  const statuses = await views();
+  for (const status of statuses)
+    if (status.mesh?.roster.length !== size)
+      return `${status.id}'s roster is [${list(status.mesh?.roster ?? [])}]`;
+  return statuses[0]!;
+}
+
+async function startRouter(slot: RouterSlot, seeds: readonly string[], config: string): Promise<ReadyLine> {
+  await writeFile(
+    join(dir, `${slot.id}.toml`),
+    config.replace("SEEDS", seeds.map((seed) => `"${seed}"`).join(", ")),
+  );
+  slot.lives += 1;
+  slot.ready = undefined;
+  let ready: (line: ReadyLine) => void = () => {};
+  const readyLine = new Promise<ReadyLine>((resolvePromise) => {
+    ready = resolvePromise;
   });
+  const child = children.start(slot.id, ["router", "--config", `${slot.id}.toml`], (line, stream) => {
+    if (stream === "out") {
+      const parsed = readyLineOf(line);
+      if (parsed !== undefined) ready(parsed);
+      return;
+    }
+    slot.log.write(`${line}\n`);
+    // The log is "time LEVEL message ..."; warnings and errors are part of the story.
+    const [, level, rest] = /^\S+ (WARN|ERROR) (.*)$/.exec(line) ?? [];
+    if (level !== undefined) console.log(`         ${slot.id} | ${level.toLowerCase()}: ${rest}`);
+  });
+  slot.child = child;
+  const line = await within(
+    `router ${slot.id}'s ready line`,
+    20_000,
+    Promise.race([
+      readyLine,
+      child.exited.then((exit): never => {
+        throw new DemoFailed(
+          `router ${slot.id} stopped before it was ready (${describeExit(exit)}); see ${relative(process.cwd(), dir)}/logs/${slot.id}.log`,
+        );
+      }),
+    ]),
+  );
+  slot.ready = line;
+  return line;
+}
 
 async function main(): Promise<void> {
+  console.log(
+    `Neuron demo: a 3-router region, a persistent topic replicated on all three, and its leader killed\n` +
+      `with kill -9 and restarted while a publisher and a subscriber carry on.`,
+  );
+
+  section("Setup");
   await rm(dir, { recursive: true, force: true });
   await mkdir(join(dir, "certs"), { recursive: true });
-  console.log(`demo: certificates and config in ${dir}`);
+  await mkdir(join(dir, "logs"), { recursive: true });
   const ca = await createCertificateAuthority("Neuron demo CA");
-  const files: Record<string, string> = { "certs/ca.pem": ca.cert, "certs/ca.key": ca.key };
+  await writeFile(join(dir, "certs/ca.pem"), ca.cert);
+  const credentials: Record<string, { cert: string; key: string }> = {};
   for (const identity of [
-    { role: "router", id: "r1" },
-    { role: "client", id: "demo-sub" },
-    { role: "client", id: "demo-pub" },
-  ] as const) {
+    ...routerIds.map((id) => ({ role: "router" as const, id })),
+    { role: "client" as const, id: "demo-sub" },
+    { role: "client" as const, id: "demo-pub" },
+  ]) {
     const pair = await issueCertificate(ca, identity);
-    files[`certs/${identity.id}.pem`] = pair.cert;
-    files[`certs/${identity.id}.key`] = pair.key;
+    credentials[identity.id] = pair;
+    await writeFile(join(dir, `certs/${identity.id}.pem`), pair.cert);
+    await writeFile(join(dir, `certs/${identity.id}.key`), pair.key, { mode: 0o600 });
   }
-  files["router.toml"] = [
-    'id = "r1"',
-    'region = "local"',
-    'data_dir = "data/r1"',
-    "seeds = []",
-    "",
-    "[listen]",
-    'clients = "127.0.0.1:0"',
-    "",
-    "[tls]",
-    'ca = "certs/ca.pem"',
-    'cert = "certs/r1.pem"',
-    'key = "certs/r1.key"',
-    "",
-  ].join("\n");
-  for (const [name, content] of Object.entries(files)) await writeFile(join(dir, name), content);
-
-  console.log("demo: starting router r1 (neuron router --config router.toml)");
-  let routerAddress = "";
-  const router = await waitFor<ChildProcess>("the router to be ready", 30_000, (done) => {
-    const child = start("r1", ["router", "--config", "router.toml"], (line, stream) => {
-      if (stream === "out" && line.startsWith('{"event":"ready"')) {
-        routerAddress = (JSON.parse(line) as { clients: string }).clients;
-        done(child);
-      }
+  const gossipKey = generateKey();
+  const configOf = (id: string) =>
+    [
+      `id = "${id}"`,
+      'region = "local"',
+      `data_dir = "data/${id}"`,
+      "seeds = [SEEDS]",
+      "",
+      "[listen]",
+      'clients = "127.0.0.1:0"',
+      'links = "127.0.0.1:0"',
+      'gossip = "127.0.0.1:0"',
+      'metrics = "127.0.0.1:0"',
+      "",
+      "[gossip]",
+      `keys = ["${gossipKey}"]`,
+      "",
+      "[tls]",
+      'ca = "certs/ca.pem"',
+      `cert = "certs/${id}.pem"`,
+      `key = "certs/${id}.key"`,
+      "",
+      "[streams]",
+      `persistent_prefixes = ["demo"]`,
+      "",
+    ].join("\n");
+  for (const id of routerIds)
+    slots.push({
+      id,
+      child: undefined,
+      ready: undefined,
+      lives: 0,
+      log: createWriteStream(join(dir, `logs/${id}.log`)),
     });
-  });
-  const connection = ["--seeds", routerAddress, "--certs", "certs"];
-
-  console.log(`demo: subscribing to ${topic} (neuron sub ${topic} --count ${count})`);
-  const received: string[] = [];
-  let subscriber: ChildProcess | undefined;
-  await waitFor<void>("the subscription", 30_000, (done) => {
-    subscriber = start(
-      "sub",
-      ["sub", topic, "--count", String(count), "--name", "demo-sub", ...connection],
-      (line) => {
-        if (line.startsWith("subscribed")) done();
-        if (line.startsWith(`[${topic}]`)) received.push(line);
-      },
-    );
-  });
-
-  console.log(
-    `demo: publishing ${count} messages (neuron pub ${topic} "hello from Neuron" --count ${count})`,
+  say(
+    `in ${relative(process.cwd(), dir) || dir}: a cluster CA, certificates for r1, r2, r3, demo-sub, demo-pub,`,
   );
-  const publisher = start("pub", [
-    "pub",
-    topic,
-    "hello from Neuron",
-    "--count",
-    String(count),
-    "--name",
-    "demo-pub",
-    ...connection,
-  ]);
-  const publisherCode = await exited(publisher);
-  const subscriberCode = await waitFor<number | null>(
-    "the subscriber to get every message",
-    30_000,
-    (done) => {
-      void exited(subscriber!).then(done);
+  say("a gossip key, and one config per router: every listener on 127.0.0.1 port 0,");
+  say(
+    `[streams] persistent_prefixes = ["demo"]: topic ${topic} is stored on 3 replicas, fsynced before the ack`,
+  );
+
+  section("1. Start the region: r1 founds it, r2 and r3 join through r1");
+  const [first, ...others] = slots as [RouterSlot, ...RouterSlot[]];
+  const describe = (ready: ReadyLine) =>
+    `pid ${ready.pid}, clients ${ready.clients}, gossip ${ready.gossip}, status http://${ready.metrics}/status`;
+  const firstReady = await startRouter(first, [], configOf(first.id));
+  say(`r1 up (seeds = []): ${describe(firstReady)}`);
+  await Promise.all(
+    others.map(async (slot) => {
+      const ready = await startRouter(slot, [firstReady.gossip], configOf(slot.id));
+      say(`${slot.id} up (seeds = r1's gossip): ${describe(ready)}`);
+    }),
+  );
+  const formed = await until("every router's roster to hold 3 routers", () => rosterOfEveryone(3));
+  say(
+    `every router's roster: ${list(formed.mesh!.roster)}; controller leader ${formed.mesh!.controllerLeader}`,
+  );
+
+  section(`2. A subscriber and a publisher on ${topic} (partition ${partition})`);
+  const allClients = slots.map((slot) => slot.ready!.clients);
+  const rotate = (by: number) => [...allClients.slice(by), ...allClients.slice(0, by)];
+  const deliveries = new Deliveries(topic, nowMs);
+  let subscribed: () => void = () => {};
+  const subscribedLine = new Promise<void>((resolvePromise) => {
+    subscribed = resolvePromise;
+  });
+  const subArgs = ["sub", topic, "--name", "demo-sub", "--certs", "certs", "--seeds", rotate(1).join(",")];
+  const subscriber = children.start("sub", subArgs, (line, stream) => {
+    if (stream === "out") {
+      deliveries.line(line);
+      return;
+    }
+    if (line.startsWith("subscribed")) subscribed();
+    say(`sub | ${line}`);
+  });
+  say(`neuron ${subArgs.join(" ")}`);
+  await within(
+    "the subscriber to subscribe",
+    waitTimeoutMs,
+    Promise.race([
+      subscribedLine,
+      subscriber.exited.then((exit): never => {
+        throw new DemoFailed(`neuron sub stopped before it subscribed (${describeExit(exit)})`);
+      }),
+    ]),
+  );
+
+  const publisherSeeds = rotate(2);
+  let publisherRouter = "";
+  const client: Client = await connect({
+    seeds: publisherSeeds,
+    ca: ca.cert,
+    ...credentials["demo-pub"]!,
+    requestTimeoutMs: waitTimeoutMs,
+    onEvent: (event) => {
+      if (event.kind === "connected") {
+        if (publisherRouter !== "") say(`publisher: reconnected, now via router ${event.router}`);
+        publisherRouter = event.router;
+      } else if (event.kind === "disconnected") {
+        say(
+          `publisher: lost its router ${publisherRouter} (${event.reason}); pending publishes will be sent again`,
+        );
+      }
     },
+  });
+  const publisher = new Publisher({ client, topic, ratePerSecond, inFlightMax: 10_000, nowMs });
+  publisher.start();
+  say(
+    `publisher (in-process client, seeds ${publisherSeeds.join(",")}) connected via router ${publisherRouter}: ` +
+      `"seq 1", "seq 2", ... at ${ratePerSecond}/s`,
+  );
+  const before = await until(`partition ${partition} to have 3 voters on every router`, () => replicated(3));
+  say(`partition ${partition}: voters ${list(before.voters)} on every router, leader ${before.leader}`);
+
+  // Acknowledgements and deliveries per second, and the partition's leader, until stopped.
+  let ticking = true;
+  const ticker = (async () => {
+    let acked = publisher.acknowledged;
+    let delivered = deliveries.delivered;
+    while (ticking) {
+      await new Promise((resolvePromise) => setTimeout(resolvePromise, 1000));
+      const leaders = await Promise.allSettled(
+        liveRouters().map(async (slot) => {
+          const group = groupOf(await fetchStatus(slot.ready!.metrics));
+          return group?.role === "leader" ? slot.id : undefined;
+        }),
+      );
+      const leader = leaders.find((result) => result.status === "fulfilled" && result.value !== undefined);
+      const leaderText = leader?.status === "fulfilled" ? `leader ${leader.value}` : "no leader";
+      say(
+        `  acks ${String(publisher.acknowledged - acked).padStart(4)}/s   deliveries ${String(deliveries.delivered - delivered).padStart(4)}/s` +
+          `   (acked ${publisher.acknowledged}, delivered ${deliveries.delivered}, ${leaderText})`,
+      );
+      acked = publisher.acknowledged;
+      delivered = deliveries.delivered;
+    }
+  })();
+  await until("2 s of traffic", async () =>
+    publisher.acknowledged >= 2 * ratePerSecond ? true : `${publisher.acknowledged} acknowledged`,
   );
 
-  console.log("demo: stopping router r1 (SIGTERM)");
-  router.kill("SIGTERM");
-  const routerCode = await exited(router);
-  const ok = publisherCode === 0 && subscriberCode === 0 && routerCode === 0 && received.length === count;
-  console.log(
-    ok
-      ? `demo: done: ${received.length} of ${count} messages went publisher -> router r1 -> subscriber over mutually authenticated TLS`
-      : `demo: FAILED: received ${received.length} of ${count} (publisher exit ${publisherCode}, subscriber ${subscriberCode}, router ${routerCode})`,
+  const victim = slots.find((slot) => slot.id === before.leader)!;
+  section(`3. kill -9 ${victim.id}, the leader of partition ${partition}`);
+  const ackedAtKill = publisher.acknowledged;
+  victim.child!.signal("SIGKILL");
+  const killedMs = nowMs();
+  await victim.child!.exited;
+  say(
+    `${victim.id} (pid ${victim.ready!.pid}) killed with SIGKILL; ${ackedAtKill} publishes acknowledged so far`,
   );
-  process.exitCode = ok ? 0 : 1;
+  const survivors = liveRouters().map((slot) => slot.id);
+  await Promise.all([
+    until(`a new leader of partition ${partition}`, async () => {
+      const statuses = await views();
+      const leader = statuses.find((status) => groupOf(status)?.role === "leader");
+      return leader === undefined ? "no leader yet" : leader.id;
+    }).then((leader) =>
+      say(
+        `partition ${partition} elected a new leader: ${leader} (${seconds(nowMs() - killedMs)} after the kill)`,
+      ),
+    ),
+    until("an acknowledgement after the kill", async () =>
+      publisher.acknowledged > ackedAtKill ? true : "none yet",
+    ).then(() =>
+      say(`publishing goes on: first acknowledgement ${seconds(nowMs() - killedMs)} after the kill`),
+    ),
+    until(`${list(survivors)} to declare ${victim.id} dead`, async () => {
+      const statuses = await views();
+      for (const status of statuses) {
+        const state = status.members.find((member) => member.id === victim.id)?.state;
+        if (state !== "dead") return `${status.id} sees ${victim.id} ${state ?? "nowhere"}`;
+      }
+      return true;
+    }).then(() =>
+      say(
+        `membership: ${list(survivors)} declare ${victim.id} dead (${seconds(nowMs() - killedMs)} after the kill)`,
+      ),
+    ),
+  ]);
+
+  section(`4. Restart ${victim.id}: same data dir, seeded with the gossip addresses of ${list(survivors)}`);
+  const seeds = liveRouters().map((slot) => slot.ready!.gossip);
+  const restartedMs = nowMs();
+  const again = await startRouter(victim, seeds, configOf(victim.id));
+  say(`${victim.id} up again (life ${victim.lives}): ${describe(again)}`);
+  const rejoined = await until(`${victim.id} back in every roster`, () => rosterOfEveryone(3));
+  say(
+    `every router's roster: ${list(rejoined.mesh!.roster)} (${seconds(nowMs() - restartedMs)} after the restart)`,
+  );
+  const after = await until(`partition ${partition} back to 3 voters on every router`, () => replicated(3));
+  say(
+    `partition ${partition}: voters ${list(after.voters)} again, leader ${after.leader} ` +
+      `(${seconds(nowMs() - restartedMs)} after the restart)`,
+  );
+  const ackedAtRejoin = publisher.acknowledged;
+  await until("1 s more of traffic", async () =>
+    publisher.acknowledged >= ackedAtRejoin + ratePerSecond ? true : "not yet",
+  );
+  ticking = false;
+  await ticker;
+
+  section("5. Stop: the publisher, then the subscriber, then the routers (SIGTERM)");
+  await publisher.stop();
+  await client.close();
+  say(
+    `publisher stopped: ${publisher.published} published, ${publisher.acknowledged} acknowledged, ${publisher.failed} failed`,
+  );
+  await until("the subscriber to print every acknowledged message", async () => {
+    const lost = lostOf(publisher, deliveries);
+    return lost === 0 ? true : `${lost} acknowledged messages not printed yet`;
+  }).catch((error: Error) => say(`subscriber: ${error.message}`));
+  const subscriberExit = await subscriber.stop(10_000);
+  say(`neuron sub: ${describeExit(subscriberExit)}, printed ${deliveries.delivered} messages`);
+  const routerExits = await Promise.all(
+    liveRouters().map(async (slot) => ({ id: slot.id, exit: await slot.child!.stop(10_000) })),
+  );
+  say(`routers: ${routerExits.map(({ id, exit }) => `${id} ${describeExit(exit)}`).join(", ")}`);
+
+  const lost = lostOf(publisher, deliveries);
+  const gap = publisher.longestGap;
+  const where = (endMs: number) =>
+    endMs >= killedMs
+      ? `${seconds(endMs - killedMs)} after the kill`
+      : `${seconds(killedMs - endMs)} before the kill`;
+  section("Summary");
+  const rows: [string, string][] = [
+    ["published", String(publisher.published)],
+    ["acknowledged", String(publisher.acknowledged)],
+    ["failed", String(publisher.failed)],
+    ["delivered", `${deliveries.delivered} (printed by neuron sub)`],
+    ["lost", `${lost} (acknowledged, never delivered)`],
+    ["duplicated", String(deliveries.duplicated)],
+    ["out of order", String(deliveries.outOfOrder)],
+    ["longest ack gap", `${seconds(gap.ms)} (ending ${where(gap.endMs)})`],
+    [
+      "longest delivery gap",
+      `${seconds(deliveries.longestGap.ms)} (ending ${where(deliveries.longestGap.endMs)})`,
+    ],
+    ["took", seconds(nowMs())],
+  ];
+  for (const [name, value] of rows) console.log(`  ${name.padEnd(22)}${value}`);
+
+  const problems: string[] = [];
+  if (publisher.failed > 0)
+    problems.push(`${publisher.failed} publishes failed, first: ${publisher.failures[0]}`);
+  if (publisher.acknowledged !== publisher.published)
+    problems.push(`${publisher.published - publisher.acknowledged} publishes were not acknowledged`);
+  if (lost > 0) problems.push(`${lost} acknowledged messages never reached the subscriber`);
+  if (deliveries.duplicated > 0) problems.push(`${deliveries.duplicated} messages were delivered twice`);
+  if (deliveries.outOfOrder > 0)
+    problems.push(`${deliveries.outOfOrder} messages were delivered out of order`);
+  if (deliveries.unexpected.length > 0)
+    problems.push(`the subscriber printed unexpected lines: ${JSON.stringify(deliveries.unexpected)}`);
+  if (subscriberExit.code !== 0) problems.push(`neuron sub ended with ${describeExit(subscriberExit)}`);
+  for (const { id, exit } of routerExits)
+    if (exit.code !== 0) problems.push(`router ${id} ended with ${describeExit(exit)}`);
+  if (problems.length > 0) throw new DemoFailed(problems.join("; "));
+  console.log(
+    `\ndemo: OK: ${publisher.acknowledged} messages acknowledged and delivered once each, in order, ` +
+      `while ${victim.id} was killed and restarted`,
+  );
 }
 
-main()
-  .catch((error: unknown) => {
-    console.error((error as Error).message);
+let interrupted = false;
+process.once("SIGINT", () => {
+  interrupted = true;
+  console.error("\ndemo: interrupted (Ctrl-C): stopping every process it started");
+  children.killAll();
+  process.exit(130);
+});
+
+try {
+  await main();
+  process.exitCode = 0;
+} catch (error) {
+  if (!interrupted) {
+    const message = error instanceof DemoFailed ? error.message : ((error as Error).stack ?? String(error));
+    console.error(`\ndemo: FAILED: ${message}`);
+    console.error(`demo: router logs are in ${relative(process.cwd(), dir)}/logs/`);
     process.exitCode = 1;
-  })
-  .finally(() => {
-    for (const child of children)
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-  });
+  }
+} finally {
+  const running = children.running;
+  children.killAll();
+  await Promise.all(running.map((child) => child.exited));
+  children.release();
+  for (const slot of slots) slot.log.end();
+}

@@ -3,6 +3,7 @@
 import { NeuronError } from "../../client/index.ts";
 import { UsageError } from "./args.ts";
 import { certsCommand, certsHelp } from "./certs.ts";
+import { drainCommand, drainHelp } from "./drain.ts";
 import { keygenCommand, keygenHelp, membersCommand, membersHelp } from "./members.ts";
 import { pubCommand, pubHelp, subCommand, subHelp } from "./pub-sub.ts";
 import { routerCommand, routerHelp } from "./router.ts";
@@ -20,6 +21,7 @@ Commands:
   members   the cluster as a router sees it:     neuron members --router HOST:PORT
   status    every router at a glance:            neuron status --router HOST:PORT
   keygen    a new gossip key:                    neuron keygen
+  drain     move everything off a router, stop it: neuron drain ID
   help      this text, or a command's:           neuron help COMMAND
 `;
 
@@ -31,6 +33,7 @@ const helps: Record<string, string> = {
   members: membersHelp,
   status: statusHelp,
   keygen: keygenHelp,
+  drain: drainHelp,
 };
 
 const out = (line: string) => {
@@ -74,6 +77,8 @@ async function main(argv: readonly string[]): Promise<number | "running"> {
       return statusCommand(rest, out, err);
     case "keygen":
       return keygenCommand(rest, out);
+    case "drain":
+      return drainCommand(rest, out);
     default:
       throw new UsageError(
         `neuron: unknown command ${JSON.stringify(command)}; commands: ${Object.keys(helps).join(", ")} (neuron --help)`,

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { type Client, connect, NeuronError } from "../../client/index.ts";
 import { integerOption, type Parsed, parse, stringOption, UsageError } from "./args.ts";
 
-const connectionHelp = `Connection options:
+export const connectionHelp = `Connection options:
   --seeds LIST       routers to try, comma-separated host:port (default: $NEURON_SEEDS or 127.0.0.1:7402)
   --certs DIR        directory with ca.pem and this client's NAME.pem/NAME.key (default: $NEURON_CERTS or certs)
   --name NAME        this client's certificate id (default: $NEURON_CLIENT or cli)
@@ -25,14 +25,14 @@ Prints each message on TOPIC as "[TOPIC] MESSAGE" until interrupted, or until N 
 
 ${connectionHelp}`;
 
-const connectionOptions = {
+export const connectionOptions = {
   seeds: { type: "string" },
   certs: { type: "string" },
   name: { type: "string" },
   transport: { type: "string" },
 } as const;
 
-async function connectFrom(command: string, parsed: Parsed): Promise<Client> {
+export async function connectFrom(command: string, parsed: Parsed): Promise<Client> {
   const seeds = (stringOption(parsed, "seeds") ?? process.env.NEURON_SEEDS ?? "127.0.0.1:7402")
     .split(",")
     .filter((seed) => seed !== "");

@@ -40,7 +40,7 @@ export async function routerCommand(
   let router: Router;
   try {
     const config = await loadRouterConfig(path);
-    router = await Router.start(config, { log });
+    router = await Router.start(config, { log, onDrained: () => stop("drained") });
   } catch (error) {
     if (error instanceof ConfigError) {
       process.stderr.write(`neuron router: bad config ${path}: ${error.message}\n`);
@@ -54,13 +54,13 @@ export async function routerCommand(
   }
   log.info("router ready", { id: router.config.id, region: router.config.region, ...addresses });
   out(JSON.stringify({ event: "ready", id: router.config.id, pid: process.pid, ...addresses }));
-  const stop = (signal: string) => {
+  function stop(signal: string): void {
     log.info("stopping", { signal });
     void router.stop().then(() => {
       log.info("router stopped", { id: router.config.id });
       process.exit(0);
     });
-  };
+  }
   process.once("SIGTERM", () => stop("SIGTERM"));
   process.once("SIGINT", () => stop("SIGINT"));
   return "running";

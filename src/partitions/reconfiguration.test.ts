@@ -131,6 +131,21 @@ describe("planReconfiguration rules", () => {
     expect(group.plan(["a", "b", "c", "d"], { catchUpLagMax: 5 })).toEqual(promote("d"));
   });
 
+  it("promotes a learner trailing the commit index by at most promoteLagMax if it holds some of the log; 0 keeps the strict rule", () => {
+    const group = new Group(["a", "b", "c"], ["d"]);
+    const target = ["a", "b", "c", "d"];
+    group.match.set("d", group.commit - 3);
+    expect(group.plan(target, { promoteLagMax: 3 })).toEqual(promote("d"));
+    expect(group.plan(target, { promoteLagMax: 2 })).toEqual(none);
+    group.match.set("d", 0); // holds nothing: never promoted, however large the allowance
+    expect(group.plan(target, { promoteLagMax: 100 })).toEqual(none);
+    group.match.set("d", group.commit - 1);
+    expect(group.plan(target, { promoteLagMax: 0 })).toEqual(none);
+    expect(group.plan(target)).toEqual(none); // the default is 0
+    group.catchUp("d");
+    expect(group.plan(target, { promoteLagMax: 0 })).toEqual(promote("d"));
+  });
+
   it("does not promote a caught-up learner the leader cannot reach", () => {
     const group = new Group(["a", "b", "c"], ["d"]);
     group.cut.add("d");

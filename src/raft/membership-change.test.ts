@@ -3,7 +3,7 @@
 // only through tick(); a few rules are checked on a single core stepped by hand.
 import { describe, expect, it } from "vitest";
 import { type Configuration, MemoryStore, type NodeId } from "../storage/index.ts";
-import { defaultRaftConfig } from "./config.ts";
+import { defaultRaftConfig, type RaftConfig } from "./config.ts";
 import { type ConfigChange, decodeConfigChange, encodeConfigChange } from "./configuration.ts";
 import { RaftNode } from "./core.ts";
 import { bytes, message, RaftHarness } from "./harness.sim.ts";
@@ -24,6 +24,27 @@ function runUntil(h: RaftHarness, done: () => boolean, rounds = 10 * electionTic
 
 function change(type: ConfigChange["type"], node: NodeId): ConfigChange {
   return { type, node };
+}
+
+/**
+ * a leads voters {a, b, c}; learner d holds the log through index 2 (a's empty entry and
+ * "held"), then a commits `lag` more entries ("e1".."e<lag>") that d does not get (a->d is cut).
+ */
+function learnerBehind(lag: number, config: Partial<RaftConfig>): RaftHarness {
+  const h = new RaftHarness({
+    voters: ["a", "b", "c"],
+    learners: ["d"],
+    config: { quiesce: false, ...config },
+  });
+  h.elect("a");
+  h.node("a").propose(bytes("held"));
+  h.stabilize();
+  h.cut.add("a->d");
+  for (let i = 1; i <= lag; i++) h.node("a").propose(bytes(`e${i}`));
+  h.stabilize();
+  expect(h.node("a").matchIndexes().get("d")).toBe(2);
+  expect(h.node("a").log.committed).toBe(2 + lag);
+  return h;
 }
 
 function configurations(h: RaftHarness, ids: NodeId[]): Configuration[] {
@@ -142,6 +163,56 @@ describe("single-server changes (§4.1, §4.2.2)", () => {
     h.tickAll(defaultRaftConfig.heartbeatTicks);
     h.stabilize();
     expect(h.appliedData("a")).toEqual(["before", "after"]);
+  });
+
+  it("§4.2.1 a learner trailing the commit index by at most promoteLagMaxEntries, holding some of the log, can be promoted", () => {
+    const h = learnerBehind(3, { promoteLagMaxEntries: 3 });
+    expect(h.node("a").proposeConfigChange(change("addVoter", "d")).ok).toBe(true);
+    h.heal();
+    h.tickAll(defaultRaftConfig.heartbeatTicks);
+    h.stabilize();
+    for (const configuration of configurations(h, ["a", "b", "c", "d"]))
+      expect(configuration).toEqual({ voters: ["a", "b", "c", "d"], learners: [] });
+    expect(h.appliedData("d")).toEqual(["held", "e1", "e2", "e3"]);
+  });
+
+  it("§4.2.1 a learner trailing the commit index by more than promoteLagMaxEntries has not caught up", () => {
+    const h = learnerBehind(4, { promoteLagMaxEntries: 3 });
+    const a = h.node("a");
+    const last = a.log.lastIndex();
+    expect(a.proposeConfigChange(change("addVoter", "d"))).toEqual({
+      ok: false,
+      error: { tag: "NotCaughtUp", node: "d", match: 2, commit: 6 },
+    });
+    expect(a.log.lastIndex()).toBe(last);
+  });
+
+  it("§4.2.1 a learner holding none of the log has not caught up, however small its lag", () => {
+    const h = new RaftHarness({
+      voters: ["a", "b", "c"],
+      learners: ["d"],
+      config: { quiesce: false, promoteLagMaxEntries: 256 },
+    });
+    h.cut.add("a->d");
+    h.elect("a");
+    expect(h.node("a").log.committed).toBe(1);
+    expect(h.node("a").proposeConfigChange(change("addVoter", "d"))).toEqual({
+      ok: false,
+      error: { tag: "NotCaughtUp", node: "d", match: 0, commit: 1 },
+    });
+  });
+
+  it("§4.2.1 with promoteLagMaxEntries 0 a learner must hold the whole committed log", () => {
+    const h = learnerBehind(1, { promoteLagMaxEntries: 0 });
+    expect(h.node("a").proposeConfigChange(change("addVoter", "d"))).toEqual({
+      ok: false,
+      error: { tag: "NotCaughtUp", node: "d", match: 2, commit: 3 },
+    });
+    h.heal();
+    h.tickAll(defaultRaftConfig.heartbeatTicks); // the heartbeat's answer brings d up to date
+    h.stabilize();
+    expect(h.node("a").matchIndexes().get("d")).toBe(3);
+    expect(h.node("a").proposeConfigChange(change("addVoter", "d")).ok).toBe(true);
   });
 
   it("§4.2.2 a leader that removes itself steps down once the change is applied, and the rest elect a leader", () => {

@@ -36,6 +36,8 @@ export interface ReconcilerOptions {
   readonly isAlive: (router: string) => boolean;
   readonly aliveRouters: () => readonly string[];
   readonly propose: (command: ControllerCommand) => Promise<Applied>;
+  /** This router is draining and holds no replica a group counts on any more: it may stop. */
+  readonly drained: () => void;
   /** Between two passes, ms. Default 200. */
   readonly intervalMs?: number;
 }
@@ -92,6 +94,11 @@ export class Reconciler {
     const { multi, controllerGroup } = this.options;
     const controller = multi.group(controllerGroup);
     if (controller?.role === "leader") this.controllerDuties(controller);
+    if (this.options.controller().isDraining(this.options.id) && this.holdsNothing()) {
+      this.stop();
+      this.options.drained();
+      return;
+    }
     const assignment = this.options.assignment();
     if (assignment === null) return;
     if (this.everything) {
@@ -138,7 +145,9 @@ export class Reconciler {
         this.rosterCommand({ kind: "RemoveRouter", router });
       }
     }
-    const eligible = state.routers().filter((router) => this.options.isAlive(router));
+    // Voters among the routers not draining; every live member stays a learner until it leaves.
+    const members = state.routers().filter((router) => this.options.isAlive(router));
+    const eligible = state.eligibleRouters().filter((router) => this.options.isAlive(router));
     if (eligible.length === 0) return;
     const voters = controllerVotersTarget(node.configuration.voters, eligible);
     const step = planReconfiguration({
@@ -151,9 +160,17 @@ export class Reconciler {
       isAlive: this.options.isAlive,
       catchUpLagMax: 0,
       promoteLagMax: node.config.promoteLagMaxEntries,
-      learners: eligible,
+      learners: members,
     });
     if (step.kind !== "none") this.take(node, step);
+  }
+
+  /** Not a voter of any group (learners of the controller only follow) and leads none. */
+  private holdsNothing(): boolean {
+    for (const node of this.options.multi.groups()) {
+      if (node.role === "leader" || node.configuration.voters.includes(this.options.id)) return false;
+    }
+    return true;
   }
 
   private rosterCommand(command: ControllerCommand & { readonly router: string }): void {

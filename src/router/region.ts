@@ -41,6 +41,7 @@ import {
   encodeControllerCommand,
   type PartitionId,
   partitionCount,
+  routerIdProblem,
 } from "../partitions/index.ts";
 import type { Clock, Random } from "../ports/index.ts";
 import {
@@ -102,6 +103,8 @@ export interface RegionOptions {
   /** A message for this router's local subscribers (live, or answering a replay). */
   readonly deliver: (message: DeliveredMessage) => void;
   readonly partitionLimits?: Partial<PartitionStateLimits>;
+  /** The router was drained (neuron drain): it should stop now. */
+  readonly drained?: () => void;
   /** Longest a request waits for a leader before failing, ms. Default 8,000. */
   readonly requestDeadlineMs?: number;
 }
@@ -196,6 +199,10 @@ export class Region {
       isAlive: options.isAlive,
       aliveRouters: options.aliveRouters,
       propose: (command) => this.multi.propose(controllerGroup, encodeControllerCommand(command)),
+      drained: () => {
+        options.log.info("drained: no partition counts on this router any more; stopping");
+        options.drained?.();
+      },
     });
   }
 
@@ -294,6 +301,19 @@ export class Region {
    */
   replay(partition: number, request: ReplayRequest): Promise<Outcome> {
     return this.requests.request(partition, encodeReplayRequest(request));
+  }
+
+  /**
+   * Marks `router` draining in the roster: the target assignment leaves it out, so the leaders
+   * move its replicas and leaderships away; it then stops by itself (Reconciler.drained).
+   */
+  drain(router: string): Promise<Outcome> {
+    const problem = routerIdProblem(router);
+    if (problem !== null) return Promise.resolve(failed("InvalidArgument", `router id: ${problem}`));
+    return this.requests.request(
+      controllerGroup,
+      encodeControllerCommand({ kind: "SetDraining", router, draining: true }),
+    );
   }
 
   // ---- status --------------------------------------------------------------------------------
@@ -442,6 +462,15 @@ export class Region {
     const decoded = decodeControllerCommand(command);
     if (!decoded.ok) return failed("MalformedFrame", `controller: ${decoded.error.message}`);
     const request = decoded.command;
+    if (request.kind === "SetDraining" && request.draining) {
+      const others = this.controller.eligibleRouters().filter((router) => router !== request.router);
+      if (others.length === 0) {
+        return failed(
+          "LimitReached",
+          `cannot drain ${request.router}: no other router would hold the partitions`,
+        );
+      }
+    }
     if (request.kind !== "ActivatePartition") return this.propose(controllerGroup, command);
     if (this.controller.replicasAtActivation(request.partition) !== undefined) return done;
     const assignment = this.assignment();
@@ -664,6 +693,9 @@ function outcomeOfRaftError(group: GroupId, error: unknown): Outcome {
         : failed("NotLeader", `partition ${group} is led by ${refusal.leader}`, refusal.leader);
     case "OutcomeUnknown":
       return failed("Unavailable", `partition ${group}: ${refusal.reason}; retrying`);
+    case "Transferring":
+      // A planned move: the new leader takes over within an election timeout.
+      return failed("NoLeader", `partition ${group}'s leadership is moving to ${refusal.to}`);
     default:
       return failed("LimitReached", `partition ${group}: ${refusal.tag}`);
   }

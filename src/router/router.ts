@@ -45,6 +45,8 @@ const frameOverheadBytes = 64 * 1024;
 
 export interface RouterOptions {
   readonly log: Log;
+  /** The router was drained (neuron drain) and nothing counts on it any more: stop it now. */
+  readonly onDrained?: () => void;
   /** Transports by name; tests may swap them. Defaults: TLS; QUIC when configured. */
   readonly transports?: { readonly tls?: Transport; readonly quic?: Transport };
 }
@@ -191,6 +193,7 @@ export class Router {
         random: systemRandom,
         log: this.log,
         deliver: (message) => this.delivery.receive(message),
+        drained: () => options.onDrained?.(),
       });
     } catch (error) {
       if (error instanceof ConfigError) throw error;
@@ -362,16 +365,22 @@ export class Router {
     // keep clients from their Goodbye or the lock from being released.
     try {
       await this.membership?.leave(Math.min(graceMs, 1000));
-      await this.statusServer?.close();
-      await this.region?.stop();
     } catch (error) {
-      this.log.error("membership or status server did not stop cleanly", { error: (error as Error).message });
+      this.log.error("membership did not stop cleanly", { error: (error as Error).message });
     }
     // Stop accepting (a QUIC listener's close resolves only once its links have ended: they
-    // share its socket), then say Goodbye to every client, then give it all `graceMs`.
+    // share its socket), then say Goodbye to every client before the region stops: requests
+    // still in flight are then neither answered nor refused, and the clients send them again
+    // through another router (a publish is stored once), so a planned stop shows no error.
     const listenersClosed = Promise.all(this.listeners.map((listener) => listener.close()));
     const links = [...this.sessions].map((session) => session.link);
     for (const link of links) link.close("ShuttingDown", `router ${this.config.id} is shutting down`);
+    try {
+      await this.region?.stop();
+      await this.statusServer?.close();
+    } catch (error) {
+      this.log.error("the region or status server did not stop cleanly", { error: (error as Error).message });
+    }
     const deadline = Date.now() + graceMs;
     let closed = false;
     void listenersClosed.then(() => {

@@ -102,6 +102,9 @@ export class ClientSession implements FeedSubscriber {
       case "DeclareTopic":
         if (this.accept(frame.requestId)) this.declareTopic(frame);
         return;
+      case "Drain":
+        if (this.accept(frame.requestId)) this.track(frame.requestId, this.region.drain(frame.router));
+        return;
       default:
         this.link.close("ProtocolViolation", `a client may not send ${frame.kind}`);
     }

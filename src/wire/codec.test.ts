@@ -88,6 +88,7 @@ const frameOfKind: { readonly [K in FrameKind]: fc.Arbitrary<Extract<Frame, { ki
     topic: unicode,
     topicKind: fc.constantFrom("persistent", "ephemeral"),
   }),
+  Drain: fc.record({ kind: fc.constant("Drain"), requestId: id, router: unicode }),
   // Groups 0..65535 are partitions and 65536 the controller (partitions/controller-state.ts).
   Forward: fc.record({
     kind: fc.constant("Forward"),

@@ -428,6 +428,7 @@ function checkFields(frame: Frame): string | undefined {
       if (!(frame.group >= 0 && frame.group <= 65_536)) return "group must be in 0..65536";
       return isCount(frame.requestId) ? undefined : requestIdProblem;
     case "DeclareTopic":
+    case "Drain":
       return isCount(frame.requestId) ? undefined : requestIdProblem;
     case "ForwardResult":
       if (!isCount(frame.offset)) return offsetProblem;

@@ -17,6 +17,7 @@ export {
   type Ack,
   type DeclareTopic,
   type Deliver,
+  type Drain,
   type ErrorCode,
   errorCodes,
   type Forward,

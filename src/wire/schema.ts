@@ -206,6 +206,16 @@ export interface Deliver {
   readonly headers: Headers;
 }
 
+/**
+ * Client to router (an operator's tool): move every partition replica and leadership off
+ * router `router`, which then stops by itself. Answered once the cluster has recorded it.
+ */
+export interface Drain {
+  readonly kind: "Drain";
+  readonly requestId: number;
+  readonly router: string;
+}
+
 export type Frame =
   | Hello
   | Ping
@@ -223,7 +233,8 @@ export type Frame =
   | DeclareTopic
   | Forward
   | ForwardResult
-  | Deliver;
+  | Deliver
+  | Drain;
 export type FrameKind = Frame["kind"];
 
 const errorCodeSchema = { type: "enum", name: "ErrorCode", symbols: [...errorCodes] } as const;
@@ -361,6 +372,13 @@ export const frameTypes: Readonly<Record<FrameKind, { readonly number: number; r
         { name: "topic", type: "string" },
         { name: "payload", type: "bytes" },
         headersField,
+      ]),
+    },
+    Drain: {
+      number: 18,
+      type: record("Drain", [
+        { name: "requestId", type: "long" },
+        { name: "router", type: "string" },
       ]),
     },
   };
