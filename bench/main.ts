@@ -1,8 +1,8 @@
-// `npm run bench`: Neuron against NATS core in the same run, side by side.
+// `npm run bench`: Neuron against NATS in the same run, side by side.
 //
-//   node bench/main.ts                      # everything, 3 rounds (about 2.5 minutes)
-//   node bench/main.ts --quick              # 1 short round (about 40 s)
-//   node bench/main.ts --only tput --runs 5 # ids or parts of ids: tls, quic, nats, tput, lat
+//   node bench/main.ts                      # everything, 3 rounds (about 6 minutes)
+//   node bench/main.ts --quick              # 1 short round (about 1.5 minutes)
+//   node bench/main.ts --only tput --runs 5 # ids or parts of ids: tls, quic, nats, tput, lat, r3, failover
 //   node bench/main.ts --out results.jsonl  # JSON lines into a file (the table goes to stdout)
 //   node bench/main.ts --help
 //
@@ -10,7 +10,11 @@
 // thread (worker.ts has the method): `*-tput` the delivered msgs/s with an end-to-end window;
 // `*-lat` latency percentiles at a fixed 20k msgs/s paced every 1 ms. Neuron runs through a
 // real router process (`neuron router`) over TLS and QUIC; NATS through a nats-server the
-// bench starts on a free port (if it is installed).
+// bench starts on a free port (if it is installed). Persistent scenarios, 3 replicas
+// (persistent.ts has the method): `*-r3` acks/s and ack latency with 256 publishes in flight,
+// a subscriber's delivered msgs/s meanwhile, ack latency one at a time; `*-failover` kill -9 of
+// the leader under a steady 5k msgs/s: the longest gap between acks, and no acked message lost.
+// Neuron runs a region of three routers (TLS clients), NATS a JetStream R3 cluster of three.
 //
 // Invariants: the servers start once and each system first gets an unrecorded 1 s warm-up
 // run (a long-running router is JIT-compiled); scenarios of one kind run back to back, in an
@@ -26,11 +30,20 @@ import { appendFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { parseArgs } from "node:util";
 import { Worker } from "node:worker_threads";
+import { type NatsCluster, type Region, startNatsCluster, startRegion } from "./clusters.ts";
 import { cpuMeter, median, round2, summariseLatency, waitQuiet } from "./measure.ts";
+import {
+  type PersistentOptions,
+  persistentRatioKeys,
+  persistentRows,
+  runFailover,
+  runR3,
+} from "./persistent.ts";
 import {
   findNatsServer,
   type NatsProcess,
   type RouterProcess,
+  runningPids,
   startNats,
   startRouter,
   stopAll,
@@ -40,12 +53,14 @@ import { control, controlSlots, type WorkerJob, type WorkerReport } from "./work
 
 const help = `Usage: npm run bench -- [options]      (or: node bench/main.ts [options])
 
-Neuron (router process, TLS and QUIC) against NATS core (nats-server), 1 pub -> 1 sub.
+Neuron (router process, TLS and QUIC) against NATS core (nats-server), 1 pub -> 1 sub; and
+Neuron (a region of 3 routers, persistent topic) against NATS JetStream (3 servers, R3 file stream).
 Scenarios: tls-tput tls-lat quic-tput quic-lat nats-tput nats-lat
+           tls-r3 nats-r3 tls-failover nats-failover
 
 Options (defaults in brackets):
-  --quick              one short round: 300k msgs, 3 s latency runs, short waits
-  --only LIST          scenarios to run: ids or parts of ids, comma-separated (e.g. tput,nats-lat)
+  --quick              one short round: 300k msgs, 3 s latency runs, short persistent runs, short waits
+  --only LIST          scenarios to run: ids or parts of ids, comma-separated (e.g. tput,nats-lat,r3)
   --runs N             rounds; each scenario's figures are the median over its runs [3]
   --out FILE           append the JSON lines to FILE instead of stdout
   --msgs N             throughput run: messages at most [1000000]
@@ -55,8 +70,20 @@ Options (defaults in brackets):
   --lat-secs S         latency run: duration [6]
   --warmup N           latency run: first messages not counted [2000]
   --size N             payload bytes [128]
+  --r3-window N        r3: publishes in flight [256]
+  --r3-msgs N          r3: messages at most in the windowed part [200000]
+  --r3-secs S          r3: time cap of the windowed part [3; quick 1.5]
+  --r3-sync-msgs N     r3: one-at-a-time publishes at most [2000; quick 500]
+  --r3-sync-secs S     r3: time cap of the one-at-a-time part [1.5; quick 1]
+  --r3-warmup N        r3: unmeasured publishes first [2000]
+  --fo-rate N          failover: publishes per second [5000]
+  --fo-inflight N      failover: publishes in flight at most [2000]
+  --fo-warm-secs S     failover: load before the kill [2; quick 1]
+  --fo-after-secs S    failover: acks keeping pace this long ends the run [1.5; quick 1]
+  --fo-max-secs S      failover: the run ends at most this long after the kill [25; quick 20]
   --quiet-wait S       before each run, wait at most S s for a quiet machine [5]
-  --budget S           past S s of running, no more waiting or repeating noisy runs [100]
+  --budget S           past S s of running, no more waiting or repeating noisy runs
+                       [100; +60 each with r3 or failover; quick 30, +20]
   --max-other-cores C  discard a run whose neighbours used more than C cores [0.25]
   --router-flags=".."  Node flags for the router process (e.g. --router-flags="--cpu-prof --trace-gc")
   --router-log FILE    append the router's output (its log, --trace-gc lines) to FILE
@@ -74,11 +101,14 @@ interface Options {
   readonly warmup: number;
   readonly size: number;
   readonly quietWaitS: number;
-  readonly budgetS: number;
+  /** undefined: the default, which depends on the scenarios chosen (see the help). */
+  readonly budgetS: number | undefined;
+  readonly quick: boolean;
   readonly maxOtherCores: number;
   readonly routerFlags: readonly string[];
   readonly routerLog: string | undefined;
   readonly warmupSecs: number;
+  readonly persistent: PersistentOptions;
 }
 
 class UsageError extends Error {}
@@ -101,6 +131,17 @@ const optionSpec = {
   "max-other-cores": { type: "string" },
   "router-flags": { type: "string" },
   "router-log": { type: "string" },
+  "r3-window": { type: "string" },
+  "r3-msgs": { type: "string" },
+  "r3-secs": { type: "string" },
+  "r3-sync-msgs": { type: "string" },
+  "r3-sync-secs": { type: "string" },
+  "r3-warmup": { type: "string" },
+  "fo-rate": { type: "string" },
+  "fo-inflight": { type: "string" },
+  "fo-warm-secs": { type: "string" },
+  "fo-after-secs": { type: "string" },
+  "fo-max-secs": { type: "string" },
 } as const;
 
 function options(argv: readonly string[]): Options | undefined {
@@ -123,6 +164,7 @@ function options(argv: readonly string[]): Options | undefined {
   };
   const size = number("size", 128, 12, 1024 * 1024);
   return {
+    quick,
     runs: number("runs", quick ? 1 : 3, 1, 50),
     only: values.only
       ?.split(",")
@@ -137,21 +179,42 @@ function options(argv: readonly string[]): Options | undefined {
     warmup: number("warmup", 2000, 0, 10_000_000),
     size,
     quietWaitS: number("quiet-wait", quick ? 3 : 5, 0, 600),
-    budgetS: number("budget", quick ? 30 : 100, 0, 86_400),
+    budgetS: values.budget === undefined ? undefined : number("budget", 0, 0, 86_400),
     maxOtherCores: number("max-other-cores", 0.25, 0, 64),
     routerFlags: (values["router-flags"] ?? "").split(/\s+/).filter((flag) => flag !== ""),
     routerLog: values["router-log"],
     warmupSecs: quick ? 0.5 : 1,
+    persistent: {
+      size,
+      r3Window: number("r3-window", 256, 1, 100_000),
+      r3Msgs: number("r3-msgs", 200_000, 100, 10_000_000),
+      r3Secs: number("r3-secs", quick ? 1.5 : 3, 0.2, 600),
+      r3SyncMsgs: number("r3-sync-msgs", quick ? 500 : 2000, 1, 1_000_000),
+      r3SyncSecs: number("r3-sync-secs", quick ? 1 : 1.5, 0.1, 600),
+      r3Warmup: number("r3-warmup", 2000, 0, 1_000_000),
+      foRate: number("fo-rate", 5000, 1, 1_000_000),
+      foInflight: number("fo-inflight", 2000, 1, 1_000_000),
+      foWarmSecs: number("fo-warm-secs", quick ? 1 : 2, 0.1, 600),
+      foAfterSecs: number("fo-after-secs", quick ? 1 : 1.5, 0.1, 600),
+      foMaxSecs: number("fo-max-secs", quick ? 20 : 25, 1, 600),
+      foAckTimeoutMs: 1000,
+    },
   };
 }
 
 type System = "nats" | "tls" | "quic";
-type Mode = "tput" | "lat";
-const systems: readonly System[] = ["nats", "tls", "quic"];
-const modes: readonly Mode[] = ["tput", "lat"];
+type Mode = "tput" | "lat" | "r3" | "failover";
+const modes: readonly Mode[] = ["tput", "lat", "r3", "failover"];
+/** Persistent modes run on the 3-node clusters, Neuron over TLS only. */
+const isPersistent = (mode: Mode) => mode === "r3" || mode === "failover";
+const systemsOf = (mode: Mode): readonly System[] =>
+  isPersistent(mode) ? ["nats", "tls"] : ["nats", "tls", "quic"];
 const describe: Record<Mode, string> = {
   tput: "1 pub -> 1 sub, max delivered msgs/s, end-to-end window",
   lat: "1 pub -> 1 sub, latency at a fixed rate, paced every 1 ms",
+  r3: "persistent, 3 replicas: acks/s and ack latency with a window in flight, a subscriber meanwhile; ack latency one at a time",
+  failover:
+    "persistent, 3 replicas: kill -9 of the leader under a steady paced load; longest ack gap, acked msgs lost",
 };
 
 type Run = Record<string, number | undefined>;
@@ -162,6 +225,16 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 interface Targets {
   readonly router: RouterProcess | undefined;
   readonly nats: NatsProcess | undefined;
+  readonly region: Region | undefined;
+  readonly natsCluster: NatsCluster | undefined;
+}
+
+/** One run of any scenario. */
+function runScenario(system: System, mode: Mode, o: Options, targets: Targets): Promise<Run> {
+  if (mode === "tput" || mode === "lat") return runOnce(system, mode, o, targets);
+  const cluster = system === "nats" ? targets.natsCluster! : targets.region!;
+  const run = mode === "r3" ? runR3 : runFailover;
+  return run(system === "nats" ? "nats" : "neuron", cluster, o.persistent);
 }
 
 /** Starts a worker for `job`; `ready` and `done` reject on the worker's error or exit. */
@@ -205,7 +278,7 @@ function within<T>(promise: Promise<T>, timeoutMs: number, what: string): Promis
 /** One run of one scenario: a subscriber, then a publisher, then the figures. */
 async function runOnce(
   system: System,
-  mode: Mode,
+  mode: "tput" | "lat",
   o: Options,
   targets: Targets,
   overrides: { count?: number; maxSecs?: number } = {},
@@ -323,7 +396,13 @@ function summarise(result: ScenarioResult, targets: Targets): Record<string, unk
     per_run: result.runs,
     ...(result.discarded.length > 0 ? { discarded_noisy_runs: result.discarded } : {}),
     ...(result.failures.length > 0 ? { failures: result.failures } : {}),
-    server: result.system === "nats" ? `nats-server ${targets.nats?.version}` : "neuron router",
+    server: isPersistent(result.mode)
+      ? result.system === "nats"
+        ? `nats-server ${targets.natsCluster?.version} x3, JetStream R3 file stream`
+        : "neuron router x3, persistent topic (3 replicas)"
+      : result.system === "nats"
+        ? `nats-server ${targets.nats?.version}`
+        : "neuron router",
     node: process.version,
     when: new Date().toISOString(),
     loadavg1: round2(os.loadavg()[0]!),
@@ -331,7 +410,11 @@ function summarise(result: ScenarioResult, targets: Targets): Record<string, unk
 }
 
 function selected(o: Options): { system: System; mode: Mode; id: string }[] {
-  const all = systems.flatMap((system) => modes.map((mode) => ({ system, mode, id: `${system}-${mode}` })));
+  const all = (["nats", "tls", "quic"] as const).flatMap((system) =>
+    modes
+      .filter((mode) => systemsOf(mode).includes(system))
+      .map((mode) => ({ system, mode, id: `${system}-${mode}` })),
+  );
   if (o.only === undefined) return all;
   for (const part of o.only) {
     if (!all.some(({ id }) => id === part || id.split("-").includes(part))) {
@@ -374,19 +457,33 @@ function ratio(
   return typeof value === "number" && typeof base === "number" && base > 0 ? value / base : undefined;
 }
 
-const ratioKeys = {
+const ratioKeys: Record<Mode, readonly string[]> = {
   tput: ["delivered_msgs_per_s", "server_us_per_msg", "client_us_per_msg"],
   lat: ["lat_p50_us", "lat_p99_us", "lat_p999_us", "lat_max_us"],
+  ...persistentRatioKeys,
 };
 const roundRatio = (value: number | undefined) =>
   value === undefined ? undefined : Math.round(value * 1000) / 1000;
 
+interface Row {
+  readonly label: string;
+  readonly mode: Mode;
+  readonly key: string;
+  readonly unit: string;
+  /** Whether a higher figure is better (for "ok"); undefined: no ratio. */
+  readonly higherIsBetter: boolean | undefined;
+}
+
+/** The tables of the modes that ran: core (NATS, TLS, QUIC) and persistent (NATS, TLS). */
 function table(results: Map<string, Record<string, unknown>>, o: Options): string {
-  const get = (system: System, mode: Mode, key: string): number | undefined => {
-    const value = results.get(`${system}-${mode}`)?.[key];
-    return typeof value === "number" ? value : undefined;
-  };
-  const rows: { label: string; mode: Mode; key: string; unit: string; higherIsBetter: boolean }[] = [
+  const ran = (mode: Mode) =>
+    [...results.values()].some(
+      (line) =>
+        line.scenario === `nats-${mode}` ||
+        line.scenario === `tls-${mode}` ||
+        line.scenario === `quic-${mode}`,
+    );
+  const coreRows: Row[] = [
     {
       label: "1->1 delivered msgs/s",
       mode: "tput",
@@ -406,18 +503,63 @@ function table(results: Map<string, Record<string, unknown>>, o: Options): strin
     { label: "latency p99", mode: "lat", key: "lat_p99_us", unit: " us", higherIsBetter: false },
     { label: "latency p99.9", mode: "lat", key: "lat_p999_us", unit: " us", higherIsBetter: false },
     { label: "latency max", mode: "lat", key: "lat_max_us", unit: " us", higherIsBetter: false },
-    { label: "p99.9 / p50 (flat: <= 5)", mode: "lat", key: "p999_over_p50", unit: "", higherIsBetter: false },
+    {
+      label: "p99.9 / p50 (flat: <= 5)",
+      mode: "lat",
+      key: "p999_over_p50",
+      unit: "",
+      higherIsBetter: undefined,
+    },
   ];
-  const header = ["", "NATS", "Neuron TLS", "TLS/NATS", "Neuron QUIC", "QUIC/NATS"];
-  const lines: string[][] = [header];
+  const tables: string[] = [];
+  if (ran("tput") || ran("lat")) {
+    const header = ["", "NATS", "Neuron TLS", "TLS/NATS", "Neuron QUIC", "QUIC/NATS"];
+    tables.push(
+      renderTable(
+        results,
+        header,
+        ["tls", "quic"],
+        coreRows.filter((row) => ran(row.mode)),
+      ),
+    );
+  }
+  if (ran("r3") || ran("failover")) {
+    const header = ["persistent, 3 replicas", "NATS JS R3", "Neuron R3", "Neuron/NATS"];
+    tables.push(
+      renderTable(
+        results,
+        header,
+        ["tls"],
+        persistentRows.filter((row) => ran(row.mode)),
+      ),
+    );
+  }
+  const runsNote = [...results.values()].map((line) => `${line.scenario} ${line.runs}`).join(", ");
+  return [
+    ...tables,
+    `Medians over runs (${runsNote}). Ratio = Neuron / NATS, the median of the ratios of runs in the same round;`,
+    `"ok" marks the goal met (throughput >= 1x, latency <= 1x).`,
+  ].join("\n");
+}
+
+function renderTable(
+  results: Map<string, Record<string, unknown>>,
+  header: readonly string[],
+  neuron: readonly System[],
+  rows: readonly Row[],
+): string {
+  const get = (system: System, mode: Mode, key: string): number | undefined => {
+    const value = results.get(`${system}-${mode}`)?.[key];
+    return typeof value === "number" ? value : undefined;
+  };
+  const lines: string[][] = [[...header]];
   for (const row of rows) {
-    const nats = get("nats", row.mode, row.key);
-    const cells = [row.label, format(nats, row.unit)];
-    for (const system of ["tls", "quic"] as const) {
+    const cells = [row.label, format(get("nats", row.mode, row.key), row.unit)];
+    for (const system of neuron) {
       cells.push(format(get(system, row.mode, row.key), row.unit));
-      const times = ratio(results, system, row.mode, row.key);
+      const times = row.higherIsBetter === undefined ? undefined : ratio(results, system, row.mode, row.key);
       const meets = times === undefined ? "" : (row.higherIsBetter ? times >= 1 : times <= 1) ? " ok" : "";
-      cells.push(times === undefined || row.key === "p999_over_p50" ? "-" : `${times.toFixed(2)}x${meets}`);
+      cells.push(times === undefined ? "-" : `${times.toFixed(2)}x${meets}`);
     }
     lines.push(cells);
   }
@@ -425,15 +567,21 @@ function table(results: Map<string, Record<string, unknown>>, o: Options): strin
   const render = (line: string[]) =>
     `| ${line.map((cell, column) => (column === 0 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!))).join(" | ")} |`;
   const rule = `|${widths.map((width) => "-".repeat(width + 2)).join("|")}|`;
-  const runsNote = [...results.values()].map((line) => `${line.scenario} ${line.runs}`).join(", ");
-  return [
-    render(lines[0]!),
-    rule,
-    ...lines.slice(1).map(render),
-    "",
-    `Medians over runs (${runsNote}). Ratio = Neuron / NATS, the median of the ratios of runs in the same round;`,
-    `"ok" marks the goal met (throughput >= 1x, latency <= 1x).`,
-  ].join("\n");
+  return [render(lines[0]!), rule, ...lines.slice(1).map(render), ""].join("\n");
+}
+
+/** One run's figures in a progress line. */
+function progress(mode: Mode, run: Run): string {
+  switch (mode) {
+    case "tput":
+      return `${format(run.delivered_msgs_per_s)} msgs/s, server ${format(run.server_us_per_msg)} us/msg`;
+    case "lat":
+      return `p50 ${format(run.lat_p50_us)} p99 ${format(run.lat_p99_us)} p99.9 ${format(run.lat_p999_us)} us, server ${format(run.server_us_per_msg)} us/msg`;
+    case "r3":
+      return `${format(run.acked_msgs_per_s)} acks/s (p50 ${format(run.ack_lat_p50_us)} p99 ${format(run.ack_lat_p99_us)} us), 1 in flight p50 ${format(run.sync_ack_lat_p50_us)} p99 ${format(run.sync_ack_lat_p99_us)} us, sub ${format(run.sub_delivered_msgs_per_s)} msgs/s, servers ${format(run.server_us_per_msg)} us/msg`;
+    case "failover":
+      return `longest ack gap ${format(run.max_ack_gap_ms)} ms, first ack after kill ${format(run.first_ack_after_kill_ms)} ms, ${format(run.acked)} acked, ${format(run.lost_acked)} lost, ${format(run.dup_stored)} stored twice`;
+  }
 }
 
 // --- main -----------------------------------------------------------------------------------
@@ -456,7 +604,10 @@ async function main(): Promise<number> {
   if (o.out !== undefined) writeFileSync(o.out, "", { flag: "a" });
 
   const wantQuic = plan.some(({ system }) => system === "quic");
-  const wantRouter = plan.some(({ system }) => system !== "nats");
+  const wantRouter = plan.some(({ system, mode }) => system !== "nats" && !isPersistent(mode));
+  const wantNats = plan.some(({ system, mode }) => system === "nats" && !isPersistent(mode));
+  const wantRegion = plan.some(({ system, mode }) => system !== "nats" && isPersistent(mode));
+  const wantNatsCluster = plan.some(({ system, mode }) => system === "nats" && isPersistent(mode));
   let router: RouterProcess | undefined;
   if (wantRouter) {
     try {
@@ -471,20 +622,38 @@ async function main(): Promise<number> {
       `# neuron router pid ${router.pid}: tls ${router.clients}${router.clientsQuic ? ` quic ${router.clientsQuic}` : ""}`,
     );
   }
-  const nats = natsPath === undefined ? undefined : await startNats(natsPath);
+  const nats = wantNats && natsPath !== undefined ? await startNats(natsPath) : undefined;
   if (nats !== undefined) log(`# nats-server ${nats.version} pid ${nats.pid}: ${nats.url}`);
-  const targets: Targets = { router, nats };
-  const ownPids = [router?.pid, nats?.pid].filter((pid): pid is number => pid !== undefined);
+  const region = wantRegion
+    ? await startRegion({ nodeFlags: o.routerFlags, logPath: o.routerLog })
+    : undefined;
+  if (region !== undefined)
+    log(
+      `# neuron region: ${region.nodes.map((node) => `${node.id} pid ${node.process?.pid} tls ${node.clients}`).join(", ")}`,
+    );
+  const natsCluster =
+    wantNatsCluster && natsPath !== undefined ? await startNatsCluster(natsPath) : undefined;
+  if (natsCluster !== undefined)
+    log(
+      `# nats-server ${natsCluster.version} cluster: ${natsCluster.nodes.map((node) => `${node.id} pid ${node.process?.pid} ${node.clients}`).join(", ")}`,
+    );
+  const targets: Targets = { router, nats, region, natsCluster };
 
   // A short unrecorded run per system first: the router's JIT warms up as a long-running
-  // server's would, and nats-server gets the same treatment.
-  for (const system of new Set(plan.map(({ system }) => system))) {
+  // server's would, and nats-server gets the same treatment; the clusters get a short r3 run.
+  for (const system of new Set(plan.filter(({ mode }) => !isPersistent(mode)).map(({ system }) => system))) {
     await runOnce(system, "tput", o, targets, { count: 10_000_000, maxSecs: o.warmupSecs });
+  }
+  for (const system of new Set(plan.filter(({ mode }) => isPersistent(mode)).map(({ system }) => system))) {
+    const short = { ...o.persistent, r3Secs: o.warmupSecs, r3SyncMsgs: 50, r3SyncSecs: 0.5 };
+    await runR3(system === "nats" ? "nats" : "neuron", system === "nats" ? natsCluster! : region!, short);
   }
 
   // Waiting for quiet and repeating noisy runs stop once the budget is spent, so a busy
   // machine cannot stretch a run past a few minutes.
-  const budgetEnd = startedMs + o.budgetS * 1000;
+  const persistentModes = new Set(plan.filter(({ mode }) => isPersistent(mode)).map(({ mode }) => mode)).size;
+  const budgetS = o.budgetS ?? (o.quick ? 30 + 20 * persistentModes : 100 + 60 * persistentModes);
+  const budgetEnd = startedMs + budgetS * 1000;
   const results = new Map<string, ScenarioResult>();
   for (const { id, system, mode } of plan)
     results.set(id, { id, system, mode, runs: [], discarded: [], failures: [] });
@@ -497,10 +666,11 @@ async function main(): Promise<number> {
         const result = results.get(id)!;
         for (let attempt = 1; ; attempt++) {
           const spare = performance.now() < budgetEnd;
-          const quiet = o.quietWaitS > 0 && spare ? await waitQuiet(0.3, o.quietWaitS, ownPids) : undefined;
+          const quiet =
+            o.quietWaitS > 0 && spare ? await waitQuiet(0.3, o.quietWaitS, runningPids()) : undefined;
           let run: Run;
           try {
-            run = { round: round + 1, ...(await runOnce(system, mode, o, targets)), ...quiet };
+            run = { round: round + 1, ...(await runScenario(system, mode, o, targets)), ...quiet };
           } catch (error) {
             const message = (error as Error).message;
             log(`# ${id} round ${round + 1}: FAILED: ${message}`);
@@ -510,7 +680,7 @@ async function main(): Promise<number> {
           const otherCores = (run.other_cpu_s ?? 0) / Math.max(0.001, run.wall_s ?? 1);
           const noisy = otherCores > o.maxOtherCores;
           log(
-            `# ${id} round ${round + 1}${attempt > 1 ? ` attempt ${attempt}` : ""}: ${mode === "tput" ? `${format(run.delivered_msgs_per_s)} msgs/s` : `p50 ${format(run.lat_p50_us)} p99 ${format(run.lat_p99_us)} p99.9 ${format(run.lat_p999_us)} us`}, server ${format(run.server_us_per_msg)} us/msg, neighbours ${otherCores.toFixed(2)} cores${noisy ? " (noisy)" : ""}`,
+            `# ${id} round ${round + 1}${attempt > 1 ? ` attempt ${attempt}` : ""}: ${progress(mode, run)}, neighbours ${otherCores.toFixed(2)} cores${noisy ? " (noisy)" : ""}`,
           );
           if (noisy && attempt < 2 && spare) {
             result.discarded.push(run);
@@ -531,7 +701,7 @@ async function main(): Promise<number> {
     const line = lines.get(result.id);
     if (line === undefined) continue;
     if (result.system !== "nats" && lines.has(`nats-${result.mode}`)) {
-      const keys = result.mode === "tput" ? ratioKeys.tput : ratioKeys.lat;
+      const keys = ratioKeys[result.mode];
       line.ratio_to_nats = Object.fromEntries(
         keys.map((key) => [key, roundRatio(ratio(lines, result.system, result.mode, key))]),
       );

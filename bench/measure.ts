@@ -106,6 +106,52 @@ export function cpuMeter(serverPid: number, otherOwnPids: readonly number[]): ()
   };
 }
 
+/**
+ * A meter for a cluster whose processes come and go (a node killed, another life started):
+ * the CPU of every PID `serverPids()` named at start, at a `sample()` or at the read. A PID's
+ * last reading counts once it is gone, so sample just before killing one.
+ */
+export function clusterCpuMeter(
+  serverPids: () => readonly number[],
+  otherOwnPids: () => readonly number[],
+): { sample(): void; read(): CpuReading } {
+  const first = new Map<number, number>();
+  const last = new Map<number, number>();
+  const sample = () => {
+    for (const pid of serverPids()) {
+      const seconds = processCpuSeconds(pid);
+      if (seconds === 0) continue; // gone (or not started yet)
+      if (!first.has(pid)) first.set(pid, seconds);
+      last.set(pid, seconds);
+    }
+  };
+  const others0 = new Map(otherOwnPids().map((pid) => [pid, processCpuSeconds(pid)]));
+  sample();
+  // A PID seen first after the start began during the run: all its CPU counts.
+  const started = new Set(first.keys());
+  const own0 = ownCpuSeconds();
+  const machine0 = machineBusySeconds();
+  const wall0 = performance.now();
+  return {
+    sample,
+    read: () => {
+      sample();
+      let server = 0;
+      for (const [pid, seconds] of last) server += seconds - (started.has(pid) ? first.get(pid)! : 0);
+      let idleServers = 0;
+      for (const [pid, seconds] of others0) idleServers += Math.max(0, processCpuSeconds(pid) - seconds);
+      const own = ownCpuSeconds() - own0;
+      const machine = machineBusySeconds() - machine0;
+      return {
+        server_cpu_s: round2(server),
+        client_cpu_s: round2(own),
+        other_cpu_s: round2(Math.max(0, machine - server - own - idleServers)),
+        wall_s: round2((performance.now() - wall0) / 1000),
+      };
+    },
+  };
+}
+
 export const round2 = (value: number) => Math.round(value * 100) / 100;
 
 export interface QuietWait {

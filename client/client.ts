@@ -135,6 +135,8 @@ interface SubscriptionState {
   readonly fromOffset: number;
   /** The offset of the last persistent message handed to the handler (0: none yet). */
   lastOffset: number;
+  /** The router said where it starts (Subscribed): a reconnect resumes after `lastOffset`. */
+  positioned: boolean;
 }
 
 export interface SubscribeOptions {
@@ -354,6 +356,7 @@ export class Client {
       registered: false,
       fromOffset,
       lastOffset: 0,
+      positioned: false,
     };
     this.subscriptions.set(state.id, state);
     const frame = { kind: "Subscribe", requestId: 0, subscriptionId: state.id, topic, fromOffset } as const;
@@ -539,6 +542,14 @@ export class Client {
     switch (frame.kind) {
       case "Message":
         return this.deliver(frame);
+      case "Subscribed": {
+        // Where the subscription starts: a reconnect resumes after it, not from "now".
+        const subscription = this.subscriptions.get(frame.subscriptionId);
+        if (subscription === undefined) return;
+        subscription.positioned = true;
+        if (frame.offset > subscription.lastOffset) subscription.lastOffset = frame.offset;
+        return;
+      }
       case "Ack": {
         const through = frame.throughRequestId;
         for (let request = this.pending.oldest(); request !== undefined; request = this.pending.oldest()) {
@@ -626,8 +637,7 @@ export class Client {
     for (const request of this.pending.list()) if (!request.sent) this.sendRequest(link, request);
     for (const subscription of this.subscriptions.values()) {
       if (subscription.active && subscription.registered) {
-        const fromOffset =
-          subscription.lastOffset > 0 ? subscription.lastOffset + 1 : subscription.fromOffset;
+                const fromOffset = subscription.positioned ? subscription.lastOffset + 1 : subscription.fromOffset;
         void this.request(
           {
             kind: "Subscribe",

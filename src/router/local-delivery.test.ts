@@ -10,7 +10,7 @@
 // `last`; start raises `last` and sets catching up). Microtasks are settled, never slept on.
 import { describe, expect, it } from "vitest";
 import { type ReplayRequest, SubscriptionTable } from "../delivery/index.ts";
-import { settleMicrotasks } from "../sim/index.ts";
+import { SimClock, settleMicrotasks } from "../sim/index.ts";
 import { type FeedSubscriber, LocalDelivery } from "./local-delivery.ts";
 import { done, doneAt, failed, type Outcome } from "./outcome.ts";
 import type { DeliveredMessage, Region } from "./region.ts";
@@ -137,7 +137,8 @@ function ephemeral(text: string): DeliveredMessage {
 function setup(pendingMax?: number) {
   const region = new FakeRegion();
   const table = new SubscriptionTable<FeedSubscriber>();
-  const delivery = new LocalDelivery(table, () => region as unknown as Region, pendingMax);
+  const clock = new SimClock();
+  const delivery = new LocalDelivery(table, () => region as unknown as Region, pendingMax, clock);
   /** Opens the subscription on the session, then in the feed; answers what subscribe answers. */
   const subscribe = (session: FakeSession, subscriptionId: number, fromOffset = 0, on = topic) => {
     session.open(subscriptionId);
@@ -151,7 +152,7 @@ function setup(pendingMax?: number) {
     expect(await subscribed).toEqual({ ok: true });
     return session;
   };
-  return { region, table, delivery, subscribe, live };
+  return { region, table, delivery, subscribe, live, clock };
 }
 
 describe("LocalDelivery feeds", () => {
@@ -243,13 +244,16 @@ describe("LocalDelivery feeds", () => {
     expect(region.replays).toHaveLength(2);
   });
 
-  it("a failed gap replay is counted and asked again", async () => {
-    const { region, delivery, live } = setup();
+  it("a failed gap replay is counted and asked again after a pause", async () => {
+    const { region, delivery, live, clock } = setup();
     const session = await live(4);
     delivery.receive(message(9, 7));
     region.replays[0]!.answer(failed("Unavailable", "the link is down"));
     await settleMicrotasks();
     expect(delivery.stats.gapReplaysFailed).toBe(1);
+    expect(region.replayRequests()).toHaveLength(1);
+    clock.advance(50);
+    await settleMicrotasks();
     expect(region.replayRequests()).toEqual([
       { topic, after: 4, through: 7, replay: 0 },
       { topic, after: 4, through: 7, replay: 0 },

@@ -13,6 +13,7 @@
 // interest is being registered); `pending` is sorted by offset, every offset > cursor, and at
 // most `pendingMax` long. Ephemeral messages (offset 0) bypass the feed: at most once.
 import type { SubscriptionTable } from "../delivery/index.ts";
+import { type Clock, systemClock } from "../ports/index.ts";
 import { failed, type Outcome } from "./outcome.ts";
 import type { DeliveredMessage, Region } from "./region.ts";
 
@@ -46,12 +47,18 @@ interface CatchUp {
   readonly subscriber: FeedSubscriber;
   readonly subscriptionId: number;
   readonly feed: Feed;
+  /** The subscription was removed: the catch-up stops at its next step. */
+  cancelled: boolean;
 }
+
+/** Pause between two gap replays that failed (a leader may be moving). */
+const replayRetryMs = 50;
 
 export interface LocalDeliveryStats {
   feeds: number;
   gapReplays: number;
   gapReplaysFailed: number;
+  gapsSkipped: number;
   catchUps: number;
   heldDropped: number;
   catchUpsAbandoned: number;
@@ -64,6 +71,7 @@ export class LocalDelivery {
     feeds: 0,
     gapReplays: 0,
     gapReplaysFailed: 0,
+    gapsSkipped: 0,
     catchUps: 0,
     heldDropped: 0,
     catchUpsAbandoned: 0,
@@ -76,11 +84,18 @@ export class LocalDelivery {
   private readonly feeds = new Map<string, Feed>();
   private readonly catchUps = new Map<number, CatchUp>();
   private nextReplayId = 1;
+  private readonly clock: Clock;
 
-  constructor(table: SubscriptionTable<FeedSubscriber>, region: () => Region, pendingMax = 10_000) {
+  constructor(
+    table: SubscriptionTable<FeedSubscriber>,
+    region: () => Region,
+    pendingMax = 10_000,
+    clock: Clock = systemClock,
+  ) {
     this.table = table;
     this.region = region;
     this.pendingMax = pendingMax;
+    this.clock = clock;
   }
 
   /**
@@ -129,6 +144,12 @@ export class LocalDelivery {
   /** Removes a local subscription; the last one of a topic withdraws this router's interest. */
   unsubscribe(subscriber: FeedSubscriber, subscriptionId: number, topic: string): void {
     this.table.remove(topic, subscriber, subscriptionId);
+    for (const [replay, catchUp] of this.catchUps) {
+      if (catchUp.subscriber === subscriber && catchUp.subscriptionId === subscriptionId) {
+        catchUp.cancelled = true;
+        this.catchUps.delete(replay);
+      }
+    }
     if (this.table.match(topic).length > 0) return;
     const feed = this.feeds.get(topic);
     if (feed === undefined) return;
@@ -160,6 +181,11 @@ export class LocalDelivery {
       this.stats.duplicatesDropped += 1;
       return;
     }
+    if (feed.cursor !== null && message.previous <= feed.cursor && feed.pending.length === 0) {
+      // The common case: the next message, nothing held.
+      this.deliverAll(feed, message);
+      return;
+    }
     this.hold(feed, message);
     this.drain(feed);
   }
@@ -173,7 +199,8 @@ export class LocalDelivery {
     }
     feed.cursor = outcome.offset ?? 0;
     for (const { subscriber, subscriptionId, fromOffset } of feed.waiting.splice(0)) {
-      if (!subscriber.closed) this.begin(feed, subscriber, subscriptionId, fromOffset);
+      if (!subscriber.closed && this.subscribed(feed.topic, subscriber, subscriptionId))
+        this.begin(feed, subscriber, subscriptionId, fromOffset);
     }
     feed.pending = feed.pending.filter((message) => message.offset > feed.cursor!);
     this.drain(feed);
@@ -188,7 +215,17 @@ export class LocalDelivery {
     }
     subscriber.start(subscriptionId, fromOffset - 1, true);
     this.stats.catchUps += 1;
-    void this.catchUp({ subscriber, subscriptionId, feed });
+    void this.catchUp({ subscriber, subscriptionId, feed, cancelled: false });
+  }
+
+  private subscribed(topic: string, subscriber: FeedSubscriber, subscriptionId: number): boolean {
+    return this.table
+      .match(topic)
+      .some((entry) => entry.subscriber === subscriber && entry.subscriptionId === subscriptionId);
+  }
+
+  private pause(ms: number): Promise<void> {
+    return new Promise((resolve) => this.clock.schedule(ms, resolve));
   }
 
   /** Replays to one subscription until it reaches the feed's cursor; then it is live. */
@@ -198,7 +235,7 @@ export class LocalDelivery {
     this.catchUps.set(replay, catchUp);
     try {
       for (;;) {
-        if (subscriber.closed || this.feeds.get(feed.topic) !== feed) return;
+        if (catchUp.cancelled || subscriber.closed || this.feeds.get(feed.topic) !== feed) return;
         const after = subscriber.lastOffset(subscriptionId);
         const through = feed.cursor ?? after;
         if (after >= through) {
@@ -223,7 +260,7 @@ export class LocalDelivery {
         const read = Math.max(outcome.offset ?? after, subscriber.lastOffset(subscriptionId));
         subscriber.start(subscriptionId, read, true);
         // The leader had not applied that far yet (a new leader catching up): ask again shortly.
-        if (read === after) await new Promise((resolve) => setTimeout(resolve, 50));
+        if (read === after) await this.pause(replayRetryMs);
       }
     } finally {
       this.catchUps.delete(replay);
@@ -264,12 +301,15 @@ export class LocalDelivery {
       }
       if (message.previous > feed.cursor) break;
       taken++;
-      feed.cursor = message.offset;
-      for (const entry of this.table.match(feed.topic))
-        entry.subscriber.deliver(entry.subscriptionId, message);
+      this.deliverAll(feed, message);
     }
     if (taken > 0) pending.splice(0, taken);
     if (pending.length > 0 && !feed.replaying) void this.fillGap(feed, pending[0]!.previous);
+  }
+
+  private deliverAll(feed: Feed, message: DeliveredMessage): void {
+    feed.cursor = message.offset;
+    for (const entry of this.table.match(feed.topic)) entry.subscriber.deliver(entry.subscriptionId, message);
   }
 
   private async fillGap(feed: Feed, through: number): Promise<void> {
@@ -278,11 +318,21 @@ export class LocalDelivery {
     const outcome: Outcome = await this.region()
       .replay(feed.partition, { topic: feed.topic, after: feed.cursor!, through, replay: 0 })
       .catch((error: unknown) => failed("Internal", (error as Error).message));
-    feed.replaying = false;
     if (this.feeds.get(feed.topic) !== feed) return;
     // The replayed messages came through receive() before this answer (same link, in order)
     // and were delivered; if some did not come, draining asks again.
-    if (!outcome.ok) this.stats.gapReplaysFailed += 1;
+    if (!outcome.ok) {
+      this.stats.gapReplaysFailed += 1;
+      if (outcome.code === "LimitReached" && feed.pending.length > 0) {
+        // The leader no longer holds the gap: skip it rather than hold the topic forever.
+        this.stats.gapsSkipped += 1;
+        feed.cursor = Math.max(feed.cursor!, feed.pending[0]!.previous);
+      } else {
+        await this.pause(replayRetryMs);
+      }
+    }
+    feed.replaying = false;
+    if (this.feeds.get(feed.topic) !== feed) return;
     this.drain(feed);
   }
 }

@@ -81,11 +81,13 @@ export class GroupRequests {
   /** Sends `command` to the leader of `group`, retrying until the deadline. */
   async request(group: GroupId, command: Uint8Array): Promise<Outcome> {
     this.stats.requests += 1;
-    const { clock, multi, id } = this.options;
+    const { clock, id } = this.options;
     const deadlineMs = clock.nowMs() + this.options.deadlineMs;
     let last: Outcome = failed("NoLeader", `no leader of partition ${group} answered`);
     /** Redirects followed since the last pause: two routers naming each other must not spin. */
     let redirects = 0;
+    /** A router that just failed to answer (no link, timeout): not asked again next attempt. */
+    let avoid: string | null = null;
     for (let attempt = 0; !this.stopped; attempt++) {
       if (attempt > 0) this.stats.retries += 1;
       const remainingMs = deadlineMs - clock.nowMs();
@@ -98,20 +100,23 @@ export class GroupRequests {
           continue;
         }
       }
-      const node = multi.group(group);
+      const node = this.replica(group);
       if (node?.role === "leader") {
         last = await this.options.atLeader(group, command, id);
         if (!isRetriable(last)) return last;
         await this.pause(group, retryPauseMs);
         continue;
       }
-      const target = node?.leader ?? this.hints.get(group) ?? this.options.guessLeader(group, attempt);
+      let target = node?.leader ?? this.hints.get(group) ?? null;
+      if (target === null || target === avoid) target = this.options.guessLeader(group, attempt);
+      if (target === avoid) target = this.options.guessLeader(group, attempt + 1);
       if (target === null || target === id || this.options.links === undefined) {
         await this.pause(group, retryPauseMs);
         continue;
       }
       last = await this.forward(target, group, command, Math.min(remainingMs, forwardTimeoutMs));
       if (!isRetriable(last)) return last;
+      avoid = !last.ok && last.code === "Unavailable" ? target : null;
       if (!last.ok && last.code === "NotLeader" && last.leader !== undefined && last.leader !== target) {
         this.hints.set(group, last.leader);
         if (++redirects < 3) continue;
@@ -129,7 +134,7 @@ export class GroupRequests {
   /** A peer's Forward: answered if this router leads the group, else with what it knows. */
   forwarded(peer: string, frame: Forward): void {
     this.stats.forwardedToUs += 1;
-    const node = this.options.isActive(frame.group) ? this.options.multi.group(frame.group) : undefined;
+    const node = this.options.isActive(frame.group) ? this.replica(frame.group) : undefined;
     if (node?.role !== "leader") {
       const leader = node?.leader ?? this.hints.get(frame.group) ?? this.options.guessLeader(frame.group, 0);
       const known = leader !== null && leader !== this.options.id && leader !== peer;
@@ -243,6 +248,18 @@ export class GroupRequests {
       leader: outcome.ok ? "" : (outcome.leader ?? ""),
       offset: outcome.ok ? (outcome.offset ?? 0) : 0,
     });
+  }
+
+  /**
+   * This router's replica of `group`, if it is one: a replica removed from the group keeps its
+   * node, but what it believes (the leader above all) stopped being updated when it left.
+   */
+  private replica(group: GroupId): ReturnType<MultiRaft["group"]> {
+    const node = this.options.multi.group(group);
+    if (node === undefined) return undefined;
+    const { voters, learners } = node.configuration;
+    const id = this.options.id;
+    return voters.includes(id) || learners.includes(id) ? node : undefined;
   }
 
   /** Waits until the group's leadership changes here, or `ms`, whichever comes first. */

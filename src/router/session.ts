@@ -40,6 +40,8 @@ interface SessionSubscription {
   last: number;
   /** Still replaying from a past offset (or not placed in its feed yet): live messages wait. */
   catchingUp: boolean;
+  /** Placed in its feed, and the client told where it starts (Subscribed). */
+  started: boolean;
 }
 
 export class ClientSession implements FeedSubscriber {
@@ -144,6 +146,11 @@ export class ClientSession implements FeedSubscriber {
     if (subscription === undefined) return;
     subscription.last = Math.max(subscription.last, last);
     subscription.catchingUp = catchingUp;
+    if (!subscription.started) {
+      subscription.started = true;
+      if (!this.link.closed)
+        this.link.send({ kind: "Subscribed", subscriptionId, offset: subscription.last });
+    }
   }
 
   lastOffset(subscriptionId: number): number {
@@ -300,7 +307,12 @@ export class ClientSession implements FeedSubscriber {
         `a connection may hold at most ${this.limits.subscriptionsPerClientMax} subscriptions`,
       );
     }
-    const subscription: SessionSubscription = { topic: frame.topic, last: 0, catchingUp: true };
+    const subscription: SessionSubscription = {
+      topic: frame.topic,
+      last: 0,
+      catchingUp: true,
+      started: false,
+    };
     this.subscriptions.set(frame.subscriptionId, subscription);
     // Answered once this router's interest is registered with the partition leader (a publish
     // after the answer reaches this subscriber).

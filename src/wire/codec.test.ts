@@ -89,6 +89,7 @@ const frameOfKind: { readonly [K in FrameKind]: fc.Arbitrary<Extract<Frame, { ki
     topicKind: fc.constantFrom("persistent", "ephemeral"),
   }),
   Drain: fc.record({ kind: fc.constant("Drain"), requestId: id, router: unicode }),
+  Subscribed: fc.record({ kind: fc.constant("Subscribed"), subscriptionId: id, offset: id }),
   // Groups 0..65535 are partitions and 65536 the controller (partitions/controller-state.ts).
   Forward: fc.record({
     kind: fc.constant("Forward"),

@@ -430,6 +430,9 @@ function checkFields(frame: Frame): string | undefined {
     case "DeclareTopic":
     case "Drain":
       return isCount(frame.requestId) ? undefined : requestIdProblem;
+    case "Subscribed":
+      if (!isCount(frame.offset)) return offsetProblem;
+      return isCount(frame.subscriptionId) ? undefined : subscriptionIdProblem;
     case "ForwardResult":
       if (!isCount(frame.offset)) return offsetProblem;
       return isCount(frame.requestId) ? undefined : requestIdProblem;

@@ -35,6 +35,7 @@ export {
   type RaftBatch as RaftBatchFrame,
   type Refusal,
   type Subscribe,
+  type Subscribed,
   type Sync,
   type SyncReply,
   type TopicKind,

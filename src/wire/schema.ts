@@ -216,6 +216,17 @@ export interface Drain {
   readonly router: string;
 }
 
+/**
+ * Router to client: where a subscription starts in its topic's stream (the offset of the last
+ * stored message it will not get; 0 for an ephemeral topic or an empty one). Sent before any
+ * Message of the subscription, so a client that reconnects resumes after it, not "from now".
+ */
+export interface Subscribed {
+  readonly kind: "Subscribed";
+  readonly subscriptionId: number;
+  readonly offset: number;
+}
+
 export type Frame =
   | Hello
   | Ping
@@ -234,7 +245,8 @@ export type Frame =
   | Forward
   | ForwardResult
   | Deliver
-  | Drain;
+  | Drain
+  | Subscribed;
 export type FrameKind = Frame["kind"];
 
 const errorCodeSchema = { type: "enum", name: "ErrorCode", symbols: [...errorCodes] } as const;
@@ -372,6 +384,13 @@ export const frameTypes: Readonly<Record<FrameKind, { readonly number: number; r
         { name: "topic", type: "string" },
         { name: "payload", type: "bytes" },
         headersField,
+      ]),
+    },
+    Subscribed: {
+      number: 19,
+      type: record("Subscribed", [
+        { name: "subscriptionId", type: "long" },
+        { name: "offset", type: "long" },
       ]),
     },
     Drain: {
