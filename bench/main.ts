@@ -580,7 +580,7 @@ function progress(mode: Mode, run: Run): string {
     case "r3":
       return `${format(run.acked_msgs_per_s)} acks/s (p50 ${format(run.ack_lat_p50_us)} p99 ${format(run.ack_lat_p99_us)} us), 1 in flight p50 ${format(run.sync_ack_lat_p50_us)} p99 ${format(run.sync_ack_lat_p99_us)} us, sub ${format(run.sub_delivered_msgs_per_s)} msgs/s, servers ${format(run.server_us_per_msg)} us/msg`;
     case "failover":
-      return `longest ack gap ${format(run.max_ack_gap_ms)} ms, first ack after kill ${format(run.first_ack_after_kill_ms)} ms, ${format(run.acked)} acked, ${format(run.lost_acked)} lost, ${format(run.dup_stored)} stored twice`;
+      return `longest ack gap ${format(run.max_ack_gap_ms)} ms, acks resumed ${format(run.acks_resumed_after_kill_ms)} ms after the kill, ${format(run.acked)} acked, ${format(run.lost_acked)} lost, ${format(run.dup_stored)} stored twice`;
   }
 }
 
@@ -673,7 +673,10 @@ async function main(): Promise<number> {
             run = { round: round + 1, ...(await runScenario(system, mode, o, targets)), ...quiet };
           } catch (error) {
             const message = (error as Error).message;
-            log(`# ${id} round ${round + 1}: FAILED: ${message}`);
+            const where = (error as Error).stack?.split("\n").slice(1, 4).join(" <");
+            log(
+              `# ${id} round ${round + 1}: FAILED: ${message}${where === undefined ? "" : ` (at ${where.trim()})`}`,
+            );
             result.failures.push(message);
             break;
           }

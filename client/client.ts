@@ -637,7 +637,7 @@ export class Client {
     for (const request of this.pending.list()) if (!request.sent) this.sendRequest(link, request);
     for (const subscription of this.subscriptions.values()) {
       if (subscription.active && subscription.registered) {
-                const fromOffset = subscription.positioned ? subscription.lastOffset + 1 : subscription.fromOffset;
+        const fromOffset = subscription.positioned ? subscription.lastOffset + 1 : subscription.fromOffset;
         void this.request(
           {
             kind: "Subscribe",

@@ -153,6 +153,21 @@ describe("a bad router config stops the router with one message naming the field
       (t: string) => `${t}\n[limits]\npayload_max_bytes = 0\n`,
       /limits.payload_max_bytes: expected an integer from 1/,
     ],
+    [
+      "a replication factor out of range",
+      (t: string) => `${t}\n[streams]\nreplication_factor = 9\n`,
+      /streams.replication_factor: expected an integer from 1/,
+    ],
+    [
+      "an empty persistent prefix",
+      (t: string) => `${t}\n[streams]\npersistent_prefixes = [""]\n`,
+      /streams.persistent_prefixes\[0\]: expected a non-empty string/,
+    ],
+    [
+      "an unknown undeclared-topic rule",
+      (t: string) => `${t}\n[streams]\nundeclared = "store"\n`,
+      /streams.undeclared: expected "ephemeral" or "refuse"/,
+    ],
     ["not TOML", (t: string) => `${t}\n[[[`, /is not valid TOML/],
     [
       "an unreadable certificate",

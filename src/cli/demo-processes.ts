@@ -27,8 +27,15 @@ export class Child {
   readonly exited: Promise<ChildExit>;
   private readonly process: ChildProcess;
   private exitStatus: ChildExit | undefined;
+  /** Set by `expectExit`, `stop` and `Children.killAll`: an exit now is no surprise. */
+  private exitExpected = false;
 
-  constructor(name: string, process: ChildProcess, onLine: LineHandler) {
+  constructor(
+    name: string,
+    process: ChildProcess,
+    onLine: LineHandler,
+    onUnexpectedExit: (child: Child, exit: ChildExit) => void,
+  ) {
     this.name = name;
     this.process = process;
     this.pid = process.pid;
@@ -58,6 +65,9 @@ export class Child {
         resolve(this.exitStatus);
       });
     });
+    void this.exited.then((exit) => {
+      if (!this.exitExpected) onUnexpectedExit(this, exit);
+    });
   }
 
   get running(): boolean {
@@ -68,8 +78,14 @@ export class Child {
     if (this.running) this.process.kill(signal);
   }
 
+  /** The next exit is intended (a kill -9 on purpose): no `onUnexpectedExit` for it. */
+  expectExit(): void {
+    this.exitExpected = true;
+  }
+
   /** SIGTERM, then SIGKILL if it is still running after `graceMs`; resolves with the exit. */
   async stop(graceMs: number): Promise<ChildExit> {
+    this.expectExit();
     this.signal("SIGTERM");
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<"late">((resolve) => {
@@ -87,14 +103,19 @@ export function describeExit(exit: ChildExit): string {
   return exit.signal === null ? `exit code ${exit.code}` : `killed by ${exit.signal}`;
 }
 
-/** Every child the demo started; `killAll` ends the ones still running. */
+/**
+ * Every child the demo started; `killAll` ends the ones still running. A child that exits
+ * without `expectExit`, `stop` or `killAll` first is reported to `onUnexpectedExit`.
+ */
 export class Children {
   private readonly all: Child[] = [];
   private readonly cwd: string;
+  private readonly onUnexpectedExit: (child: Child, exit: ChildExit) => void;
   private readonly exitHook = () => this.killAll();
 
-  constructor(cwd: string) {
+  constructor(cwd: string, onUnexpectedExit: (child: Child, exit: ChildExit) => void) {
     this.cwd = cwd;
+    this.onUnexpectedExit = onUnexpectedExit;
     process.on("exit", this.exitHook);
   }
 
@@ -104,7 +125,7 @@ export class Children {
       cwd: this.cwd,
       stdio: ["ignore", "pipe", "pipe"],
     });
-    const child = new Child(name, spawned, onLine);
+    const child = new Child(name, spawned, onLine, this.onUnexpectedExit);
     this.all.push(child);
     return child;
   }
@@ -115,7 +136,10 @@ export class Children {
 
   /** SIGKILL to every child still running (synchronous: safe in an exit hook). */
   killAll(): void {
-    for (const child of this.all) child.signal("SIGKILL");
+    for (const child of this.all) {
+      child.expectExit();
+      child.signal("SIGKILL");
+    }
   }
 
   /** Forgets the exit hook (after every child is known to be gone). */

@@ -24,6 +24,8 @@ export class Publisher {
   readonly acknowledgedSeq: boolean[] = [];
   /** The longest time between two acknowledgements. */
   longestGap: Gap = { ms: 0, endMs: 0 };
+  /** When each acknowledgement arrived, in order (bounded by the run: ratePerSecond x its length). */
+  readonly ackTimesMs: number[] = [];
   private readonly client: Client;
   private readonly topic: string;
   private readonly ratePerSecond: number;
@@ -93,6 +95,7 @@ export class Publisher {
         if (this.lastAckMs !== undefined && nowMs - this.lastAckMs > this.longestGap.ms)
           this.longestGap = { ms: nowMs - this.lastAckMs, endMs: nowMs };
         this.lastAckMs = nowMs;
+        this.ackTimesMs.push(nowMs);
         this.wake?.();
       },
       (error: Error) => {
@@ -114,6 +117,8 @@ export class Deliveries {
   private readonly seen = new Set<number>();
   private readonly prefix: string;
   private readonly nowMs: () => number;
+  /** When each message was printed, in order (bounded like Publisher.ackTimesMs). */
+  readonly timesMs: number[] = [];
   private lastSeq = 0;
   private lastMs: number | undefined;
 
@@ -138,6 +143,7 @@ export class Deliveries {
     if (this.lastMs !== undefined && nowMs - this.lastMs > this.longestGap.ms)
       this.longestGap = { ms: nowMs - this.lastMs, endMs: nowMs };
     this.lastMs = nowMs;
+    this.timesMs.push(nowMs);
   }
 
   has(seq: number): boolean {
@@ -151,4 +157,16 @@ export function lostOf(publisher: Publisher, deliveries: Deliveries): number {
   for (let seq = 1; seq <= publisher.published; seq++)
     if (publisher.acknowledgedSeq[seq] === true && !deliveries.has(seq)) lost += 1;
   return lost;
+}
+
+/** The longest gap between consecutive `timesMs` (ascending) that overlaps [fromMs, toMs]. */
+export function longestGapWithin(timesMs: readonly number[], fromMs: number, toMs: number): Gap | undefined {
+  let longest: Gap | undefined;
+  for (let index = 1; index < timesMs.length; index++) {
+    const startMs = timesMs[index - 1]!;
+    const endMs = timesMs[index]!;
+    if (endMs < fromMs || startMs > toMs) continue;
+    if (longest === undefined || endMs - startMs > longest.ms) longest = { ms: endMs - startMs, endMs };
+  }
+  return longest;
 }

@@ -26,7 +26,7 @@ import {
   type ReadyLine,
   readyLineOf,
 } from "./demo-processes.ts";
-import { Deliveries, lostOf, Publisher } from "./demo-traffic.ts";
+import { Deliveries, type Gap, longestGapWithin, lostOf, Publisher } from "./demo-traffic.ts";
 
 const dir = resolve(".neuron/demo");
 const topic = "demo.orders";
@@ -54,7 +54,23 @@ interface RouterSlot {
   readonly log: WriteStream;
 }
 
-const children = new Children(dir);
+/** Rejects as soon as a child exits that should not have (a router crashing, the subscriber failing). */
+let failNow: (error: DemoFailed) => void = () => {};
+const unexpectedExit = new Promise<never>((_, reject) => {
+  failNow = reject;
+});
+const children = new Children(dir, (child, exit) => {
+  const log = slots.some((slot) => slot.id === child.name)
+    ? `; see ${relative(process.cwd(), dir)}/logs/${child.name}.log`
+    : "";
+  failNow(
+    new DemoFailed(`${child.name} (pid ${child.pid}) stopped unexpectedly: ${describeExit(exit)}${log}`),
+  );
+});
+/** The per-second progress lines run while this is true (stopped in the end, also on failure). */
+let ticking = false;
+/** The publisher's client, closed at the end (also on failure). */
+let publisherClient: Client | undefined;
 const slots: RouterSlot[] = [];
 const liveRouters = () => slots.filter((slot) => slot.child?.running === true && slot.ready !== undefined);
 
@@ -110,6 +126,24 @@ async function replicated(voters: number): Promise<{ leader: string; voters: rea
   return { leader, voters: groupOf(statuses[0]!)!.voters };
 }
 
+/** The partition with 3 voters everywhere and the same leader for a second (leaders move to their preferred router first). */
+function settledPartition(): Promise<{ leader: string; voters: readonly string[] }> {
+  let leader: string | undefined;
+  let sinceMs = 0;
+  return until(`partition ${partition} to have 3 voters on every router and a settled leader`, async () => {
+    const now = await replicated(3);
+    if (typeof now === "string") {
+      leader = undefined;
+      return now;
+    }
+    if (now.leader !== leader) {
+      leader = now.leader;
+      sinceMs = nowMs();
+    }
+    return nowMs() - sinceMs >= 1000 ? now : `leader ${now.leader} for less than 1 s`;
+  });
+}
+
 async function rosterOfEveryone(size: number): Promise<DemoStatus | string> {
   const statuses = await views();
   for (const status of statuses)
@@ -141,18 +175,8 @@ async function startRouter(slot: RouterSlot, seeds: readonly string[], config: s
     if (level !== undefined) console.log(`         ${slot.id} | ${level.toLowerCase()}: ${rest}`);
   });
   slot.child = child;
-  const line = await within(
-    `router ${slot.id}'s ready line`,
-    20_000,
-    Promise.race([
-      readyLine,
-      child.exited.then((exit): never => {
-        throw new DemoFailed(
-          `router ${slot.id} stopped before it was ready (${describeExit(exit)}); see ${relative(process.cwd(), dir)}/logs/${slot.id}.log`,
-        );
-      }),
-    ]),
-  );
+  // A router that stops before its ready line is reported by the children's unexpectedExit.
+  const line = await within(`router ${slot.id}'s ready line`, 20_000, readyLine);
   slot.ready = line;
   return line;
 }
@@ -248,7 +272,7 @@ async function main(): Promise<void> {
     subscribed = resolvePromise;
   });
   const subArgs = ["sub", topic, "--name", "demo-sub", "--certs", "certs", "--seeds", rotate(1).join(",")];
-  const subscriber = children.start("sub", subArgs, (line, stream) => {
+  const subscriber = children.start("neuron sub", subArgs, (line, stream) => {
     if (stream === "out") {
       deliveries.line(line);
       return;
@@ -257,18 +281,16 @@ async function main(): Promise<void> {
     say(`sub | ${line}`);
   });
   say(`neuron ${subArgs.join(" ")}`);
-  await within(
-    "the subscriber to subscribe",
-    waitTimeoutMs,
-    Promise.race([
-      subscribedLine,
-      subscriber.exited.then((exit): never => {
-        throw new DemoFailed(`neuron sub stopped before it subscribed (${describeExit(exit)})`);
-      }),
-    ]),
+  await within("the subscriber to subscribe", waitTimeoutMs, subscribedLine);
+
+  const before = await settledPartition();
+  say(
+    `partition ${partition} (activated by the subscription): voters ${list(before.voters)} on every router, leader ${before.leader}`,
   );
 
-  const publisherSeeds = rotate(2);
+  // The publisher tries the partition's leader first: the kill then also shows a client failing over.
+  const leaderClients = slots.find((slot) => slot.id === before.leader)!.ready!.clients;
+  const publisherSeeds = [leaderClients, ...allClients.filter((address) => address !== leaderClients)];
   let publisherRouter = "";
   const client: Client = await connect({
     seeds: publisherSeeds,
@@ -281,27 +303,27 @@ async function main(): Promise<void> {
         publisherRouter = event.router;
       } else if (event.kind === "disconnected") {
         say(
-          `publisher: lost its router ${publisherRouter} (${event.reason}); pending publishes will be sent again`,
+          `publisher: lost its router ${publisherRouter} (${event.reason}); unacknowledged publishes will be sent again`,
         );
       }
     },
   });
+  publisherClient = client;
   const publisher = new Publisher({ client, topic, ratePerSecond, inFlightMax: 10_000, nowMs });
   publisher.start();
   say(
     `publisher (in-process client, seeds ${publisherSeeds.join(",")}) connected via router ${publisherRouter}: ` +
       `"seq 1", "seq 2", ... at ${ratePerSecond}/s`,
   );
-  const before = await until(`partition ${partition} to have 3 voters on every router`, () => replicated(3));
-  say(`partition ${partition}: voters ${list(before.voters)} on every router, leader ${before.leader}`);
 
   // Acknowledgements and deliveries per second, and the partition's leader, until stopped.
-  let ticking = true;
+  ticking = true;
   const ticker = (async () => {
     let acked = publisher.acknowledged;
     let delivered = deliveries.delivered;
     while (ticking) {
       await new Promise((resolvePromise) => setTimeout(resolvePromise, 1000));
+      if (!ticking) break;
       const leaders = await Promise.allSettled(
         liveRouters().map(async (slot) => {
           const group = groupOf(await fetchStatus(slot.ready!.metrics));
@@ -322,30 +344,25 @@ async function main(): Promise<void> {
     publisher.acknowledged >= 2 * ratePerSecond ? true : `${publisher.acknowledged} acknowledged`,
   );
 
-  const victim = slots.find((slot) => slot.id === before.leader)!;
+  const leaderNow = await until(`partition ${partition}'s leader`, () => replicated(3));
+  const victim = slots.find((slot) => slot.id === leaderNow.leader)!;
   section(`3. kill -9 ${victim.id}, the leader of partition ${partition}`);
   const ackedAtKill = publisher.acknowledged;
+  victim.child!.expectExit();
   victim.child!.signal("SIGKILL");
   const killedMs = nowMs();
+  say(`kill -9 ${victim.id} (pid ${victim.ready!.pid}); ${ackedAtKill} publishes acknowledged so far`);
   await victim.child!.exited;
-  say(
-    `${victim.id} (pid ${victim.ready!.pid}) killed with SIGKILL; ${ackedAtKill} publishes acknowledged so far`,
-  );
   const survivors = liveRouters().map((slot) => slot.id);
   await Promise.all([
     until(`a new leader of partition ${partition}`, async () => {
       const statuses = await views();
       const leader = statuses.find((status) => groupOf(status)?.role === "leader");
-      return leader === undefined ? "no leader yet" : leader.id;
+      return leader === undefined ? "no leader yet" : { id: leader.id };
     }).then((leader) =>
       say(
-        `partition ${partition} elected a new leader: ${leader} (${seconds(nowMs() - killedMs)} after the kill)`,
+        `partition ${partition} elected a new leader: ${leader.id} (${seconds(nowMs() - killedMs)} after the kill)`,
       ),
-    ),
-    until("an acknowledgement after the kill", async () =>
-      publisher.acknowledged > ackedAtKill ? true : "none yet",
-    ).then(() =>
-      say(`publishing goes on: first acknowledgement ${seconds(nowMs() - killedMs)} after the kill`),
     ),
     until(`${list(survivors)} to declare ${victim.id} dead`, async () => {
       const statuses = await views();
@@ -360,6 +377,14 @@ async function main(): Promise<void> {
       ),
     ),
   ]);
+  const shrunk = await until(`the roster without ${victim.id} on ${list(survivors)}`, () =>
+    rosterOfEveryone(2),
+  );
+  const shrunkGroup = groupOf(shrunk);
+  say(
+    `the controller dropped ${victim.id}: roster ${list(shrunk.mesh!.roster)}; ` +
+      `partition ${partition}: voters ${list(shrunkGroup?.voters ?? [])}, leader ${shrunkGroup?.leader ?? "none"}`,
+  );
 
   section(`4. Restart ${victim.id}: same data dir, seeded with the gossip addresses of ${list(survivors)}`);
   const seeds = liveRouters().map((slot) => slot.ready!.gossip);
@@ -370,9 +395,9 @@ async function main(): Promise<void> {
   say(
     `every router's roster: ${list(rejoined.mesh!.roster)} (${seconds(nowMs() - restartedMs)} after the restart)`,
   );
-  const after = await until(`partition ${partition} back to 3 voters on every router`, () => replicated(3));
+  const after = await settledPartition();
   say(
-    `partition ${partition}: voters ${list(after.voters)} again, leader ${after.leader} ` +
+    `partition ${partition}: voters ${list(after.voters)} again on every router, leader ${after.leader} ` +
       `(${seconds(nowMs() - restartedMs)} after the restart)`,
   );
   const ackedAtRejoin = publisher.acknowledged;
@@ -400,11 +425,11 @@ async function main(): Promise<void> {
   say(`routers: ${routerExits.map(({ id, exit }) => `${id} ${describeExit(exit)}`).join(", ")}`);
 
   const lost = lostOf(publisher, deliveries);
-  const gap = publisher.longestGap;
-  const where = (endMs: number) =>
-    endMs >= killedMs
-      ? `${seconds(endMs - killedMs)} after the kill`
-      : `${seconds(killedMs - endMs)} before the kill`;
+  const aroundKill = (gap: Gap | undefined, whole: Gap) =>
+    gap === undefined
+      ? "none after the kill"
+      : `${Math.round(gap.ms)} ms around the kill (ending ${seconds(gap.endMs - killedMs)} after it); ` +
+        `${Math.round(whole.ms)} ms at most in the whole run`;
   section("Summary");
   const rows: [string, string][] = [
     ["published", String(publisher.published)],
@@ -414,10 +439,13 @@ async function main(): Promise<void> {
     ["lost", `${lost} (acknowledged, never delivered)`],
     ["duplicated", String(deliveries.duplicated)],
     ["out of order", String(deliveries.outOfOrder)],
-    ["longest ack gap", `${seconds(gap.ms)} (ending ${where(gap.endMs)})`],
+    [
+      "longest ack gap",
+      aroundKill(longestGapWithin(publisher.ackTimesMs, killedMs, restartedMs), publisher.longestGap),
+    ],
     [
       "longest delivery gap",
-      `${seconds(deliveries.longestGap.ms)} (ending ${where(deliveries.longestGap.endMs)})`,
+      aroundKill(longestGapWithin(deliveries.timesMs, killedMs, restartedMs), deliveries.longestGap),
     ],
     ["took", seconds(nowMs())],
   ];
@@ -453,7 +481,7 @@ process.once("SIGINT", () => {
 });
 
 try {
-  await main();
+  await Promise.race([main(), unexpectedExit]);
   process.exitCode = 0;
 } catch (error) {
   if (!interrupted) {
@@ -463,9 +491,13 @@ try {
     process.exitCode = 1;
   }
 } finally {
+  ticking = false;
+  await publisherClient?.close();
   const running = children.running;
   children.killAll();
   await Promise.all(running.map((child) => child.exited));
   children.release();
   for (const slot of slots) slot.log.end();
+  // Polls still running after a failure (one of several waits failed) must not hold the exit.
+  process.exit();
 }
