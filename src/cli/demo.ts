@@ -33,7 +33,7 @@ const topic = "demo.orders";
 const partition = partitionOf(topic);
 const routerIds = ["r1", "r2", "r3"] as const;
 const ratePerSecond = 200;
-/** Deadline of each wait; the whole demo takes about 30 s. */
+/** Deadline of each wait; the whole demo takes about 20 s. */
 const waitTimeoutMs = 30_000;
 
 const startedMs = performance.now();
@@ -73,6 +73,28 @@ let ticking = false;
 let publisherClient: Client | undefined;
 const slots: RouterSlot[] = [];
 const liveRouters = () => slots.filter((slot) => slot.child?.running === true && slot.ready !== undefined);
+
+/** Router warnings shown so far, by "id text", with how often each came again (shown once, counted after). */
+const warnings = new Map<string, { id: string; text: string; repeats: number }>();
+/** Bound on distinct warnings remembered; past it, new ones are shown but not counted. */
+const warningsMax = 1_000;
+
+function showWarning(id: string, text: string): void {
+  const seen = warnings.get(`${id} ${text}`);
+  if (seen !== undefined) {
+    seen.repeats += 1;
+    return;
+  }
+  if (warnings.size < warningsMax) warnings.set(`${id} ${text}`, { id, text, repeats: 0 });
+  console.log(`         ${id} | ${text}`);
+}
+
+/** Says which router warnings came again (not shown again, to keep the story readable). */
+function reportRepeatedWarnings(): void {
+  for (const { id, text, repeats } of warnings.values())
+    if (repeats > 0)
+      console.log(`         ${id} | the warning "${text.slice(0, 60)}..." came ${repeats} more times`);
+}
 
 /** `promise`, or a DemoFailed naming `what` if it has not settled within `timeoutMs`. */
 async function within<T>(what: string, timeoutMs: number, promise: Promise<T>): Promise<T> {
@@ -172,7 +194,7 @@ async function startRouter(slot: RouterSlot, seeds: readonly string[], config: s
     slot.log.write(`${line}\n`);
     // The log is "time LEVEL message ..."; warnings and errors are part of the story.
     const [, level, rest] = /^\S+ (WARN|ERROR) (.*)$/.exec(line) ?? [];
-    if (level !== undefined) console.log(`         ${slot.id} | ${level.toLowerCase()}: ${rest}`);
+    if (level !== undefined) showWarning(slot.id, `${level.toLowerCase()}: ${rest}`);
   });
   slot.child = child;
   // A router that stops before its ready line is reported by the children's unexpectedExit.
@@ -430,6 +452,7 @@ async function main(): Promise<void> {
       ? "none after the kill"
       : `${Math.round(gap.ms)} ms around the kill (ending ${seconds(gap.endMs - killedMs)} after it); ` +
         `${Math.round(whole.ms)} ms at most in the whole run`;
+  reportRepeatedWarnings();
   section("Summary");
   const rows: [string, string][] = [
     ["published", String(publisher.published)],
@@ -485,6 +508,7 @@ try {
   process.exitCode = 0;
 } catch (error) {
   if (!interrupted) {
+    reportRepeatedWarnings();
     const message = error instanceof DemoFailed ? error.message : ((error as Error).stack ?? String(error));
     console.error(`\ndemo: FAILED: ${message}`);
     console.error(`demo: router logs are in ${relative(process.cwd(), dir)}/logs/`);

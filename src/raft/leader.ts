@@ -8,6 +8,24 @@ import type { Message } from "./types.ts";
 /** What an entry costs beyond its data (object, index, term, waiter), for the uncommitted limit. */
 export const entryOverheadBytes = 128;
 
+/** Most bytes an entry takes in a message besides its data (index, term, kind, length). */
+export const entryEncodingBytesMax = 32;
+
+/**
+ * The longest prefix of `entries` (at least one) whose data plus per-entry encoding fits
+ * `maxBytes`: the log slices by data bytes alone, and a message of many small entries would
+ * otherwise overshoot the transport's frame by their framing (found under load: an append a
+ * link could never carry stalled a lagging follower).
+ */
+function fitMessage(entries: Entry[], maxBytes: number): Entry[] {
+  let bytes = 0;
+  for (let count = 0; count < entries.length; count++) {
+    bytes += entries[count]!.data.byteLength + entryEncodingBytesMax;
+    if (count > 0 && bytes > maxBytes) return entries.slice(0, count);
+  }
+  return entries;
+}
+
 export class LeaderRole extends RaftState {
   protected becomeLeader(): void {
     assert(this.role === "candidate", "only a candidate becomes leader");
@@ -281,7 +299,10 @@ export class LeaderRole extends RaftState {
     let entries: Entry[] = [];
     if (progress.next <= lastIndex) {
       try {
-        entries = this.log.slice(progress.next, lastIndex + 1, this.config.maxMessageBytes);
+        entries = fitMessage(
+          this.log.slice(progress.next, lastIndex + 1, this.config.maxMessageBytes),
+          this.config.maxMessageBytes,
+        );
       } catch (error) {
         this.handleStorageError(error);
         return false;

@@ -296,12 +296,20 @@ describe("flow control (§10.2)", () => {
     expect(appendsTo(flush(leader), "b").map(indexes)).toEqual([[5, 6]]);
   });
 
-  it("§10.2 an append carries at most maxMessageBytes of entries, and always at least one", () => {
-    const leader = replicatingLeader({ maxMessageBytes: 10 });
+  it("§10.2 an append carries at most maxMessageBytes of entries (data and encoding), and always at least one", () => {
+    // Each entry counts its data plus entryEncodingBytesMax (32): 36, 36, 36, 52, 36 bytes.
+    const leader = replicatingLeader({ maxMessageBytes: 80 });
     for (const size of [4, 4, 4, 20, 4]) leader.raft.propose(new Uint8Array(size));
     expect(appendsTo(flush(leader), "b").map(indexes)).toEqual([[2, 3]]);
     ack(leader, "b", 3);
     expect(appendsTo(flush(leader), "b").map(indexes)).toEqual([[4], [5], [6]]);
+  });
+
+  it("§10.2 many tiny entries: their encoding counts, so an append never outgrows the transport's frame", () => {
+    const leader = replicatingLeader({ maxMessageBytes: 330 });
+    for (let index = 0; index < 25; index++) leader.raft.propose(new Uint8Array(1));
+    // 33 bytes each: 10 per append, although their data alone is 1 byte each.
+    expect(appendsTo(flush(leader), "b").map((entries) => indexes(entries).length)).toEqual([10]);
   });
 
   it("§10.2 in probe state the leader sends one append at a time, then pipelines once it matches", () => {

@@ -49,6 +49,7 @@ import {
   LinkRaftTransport,
   type MeshFrame,
   MultiRaft,
+  type RaftConfig,
   RaftRequestError,
   type SoftState,
 } from "../raft/index.ts";
@@ -103,6 +104,8 @@ export interface RegionOptions {
   /** A message for this router's local subscribers (live, or answering a replay). */
   readonly deliver: (message: DeliveredMessage) => void;
   readonly partitionLimits?: Partial<PartitionStateLimits>;
+  /** Raft's settings; `maxMessageBytes` must leave room in a link frame (router.ts). */
+  readonly raft?: RaftConfig;
   /** The router was drained (neuron drain): it should stop now. */
   readonly drained?: () => void;
   /** Longest a request waits for a leader before failing, ms. Default 8,000. */
@@ -167,6 +170,7 @@ export class Region {
       clock: options.clock,
       random: options.random,
       groupsMax: partitionCount + 1,
+      ...(options.raft === undefined ? {} : { config: options.raft }),
       configurationOf: (group) => this.configurationOf(group),
       stateMachine: {
         apply: (group, entries) => this.apply(group, entries),

@@ -30,6 +30,7 @@ import { Keyring, parseKey, sealOverheadBytes } from "../membership/keyring.ts";
 import { MembershipService } from "../membership/service.ts";
 import { listenSync } from "../membership/sync.ts";
 import { systemClock, systemRandom } from "../ports/index.ts";
+import { defaultRaftConfig } from "../raft/index.ts";
 import { frameHeaderBytes, type Hello } from "../wire/index.ts";
 import { ConfigError, type RouterConfig } from "./config.ts";
 import { type FeedSubscriber, LocalDelivery } from "./local-delivery.ts";
@@ -185,6 +186,11 @@ export class Router {
         isAlive: (router) => this.isAlive(router),
         aliveRouters: () => this.aliveRouters(),
         replicationFactor: config.streams.replicationFactor,
+        // An append's entries must fit a link frame (payload limit + frameOverheadBytes).
+        raft: {
+          ...defaultRaftConfig,
+          maxMessageBytes: Math.min(defaultRaftConfig.maxMessageBytes, config.limits.payloadMaxBytes),
+        },
         topicRules: {
           persistentPrefixes: config.streams.persistentPrefixes,
           undeclared: config.streams.undeclared,
