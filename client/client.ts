@@ -12,7 +12,10 @@
 // its sequence on the topic, so a publish can be sent again without being stored twice: when
 // a connection breaks, requests sent on it go out again on the next connection (up to
 // `retriesMax` times, within their deadline) instead of failing; only then do they reject
-// with ConnectionLost.
+// with ConnectionLost. A publish that fails makes the client take a new producer id: the
+// partition stores a producer's sequence n + 1 only after n, so keeping the old one would
+// stall that topic for good. (Publishes of the old producer already in flight behind the
+// failed one cannot be stored either; they fail after the routers' deadline.)
 //
 // Trap: Acks are cumulative and a Refusal comes before the Ack covering its id, so pending
 // requests live in id order (request-queue.ts) and an Ack settles a prefix of them.
@@ -521,6 +524,15 @@ export class Client {
       }
       request.resolve();
     } else {
+      const frame = request.frame;
+      if (frame.kind === "Publish" && frame.producerId === this.producerId) {
+        // Sequence n failed and was not stored: the partition waits for n before n + 1, so
+        // the next publishes start a new producer (their sequences from 1) instead of
+        // waiting forever. Publishes already sent under the old one keep their ids.
+        this.producerId = randomUUID();
+        this.sequences.clear();
+        this.acknowledged.clear();
+      }
       request.reject(error);
     }
     this.wakeWaiting();

@@ -75,6 +75,25 @@ function publishLoop(client: Client, window: number) {
   };
 }
 
+/**
+ * Waits until the controller group has three voters. It grows one voter at a time from its
+ * founder: until then, losing one router can cost it its quorum (as for any Raft group).
+ */
+function controllerWhole(cluster: Cluster) {
+  return cluster.waitUntil(
+    cluster.views().pipe(
+      Effect.map((views) => {
+        for (const status of views.values()) {
+          const group = groupsOf(status).find((candidate) => candidate.group === 65_536);
+          if (group?.role === "leader" && group.voters.length === 3) return true;
+        }
+        return "the controller has fewer than three voters";
+      }),
+    ),
+    { timeoutMs: 20_000, what: "the controller's three voters" },
+  );
+}
+
 /** The partition's leader, once the partition has `voters` voters. */
 function replicatedLeader(cluster: Cluster, voters: number) {
   return Effect.gen(function* () {
@@ -129,16 +148,18 @@ function checkStream(
 /** Ephemeral messages `e0`, `e1`, ... every few ms; the subscriber checks order and no repeats. */
 function ephemeralFlow(publisher: Client, subscriber: Client) {
   const received: number[] = [];
+  const failed: string[] = [];
   let next = 0;
   let running = true;
   const done = (async () => {
     while (running) {
-      await publisher.publish(chatTopic, `e${next++}`).catch(() => {});
+      await publisher.publish(chatTopic, `e${next++}`).catch((error: Error) => failed.push(error.message));
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
   })();
   return {
     received,
+    failed,
     subscribe: () =>
       subscriber.subscribe(chatTopic, (message) =>
         received.push(Number(message.payload.toString().slice(1))),
@@ -181,6 +202,7 @@ function underLoad(routers: number, event: Event) {
       const load = publishLoop(publisher, 32);
       // The partition may be activated before every router joined the roster: its leader adds
       // the others first.
+      yield* controllerWhole(cluster);
       const leader = yield* replicatedLeader(cluster, 3);
       yield* event(cluster, leader, options);
       const ackedAfter = load.acked.length;
@@ -200,6 +222,7 @@ function underLoad(routers: number, event: Event) {
       const acked = [...load.acked].sort((a, b) => a - b);
       expect(acked.length).toBe(load.sent);
       yield* checkStream(cluster, options, acked, live);
+      expect(chat.failed).toEqual([]);
       expect(chat.received.every((value, index) => index === 0 || value > chat.received[index - 1]!)).toBe(
         true,
       );
@@ -253,6 +276,7 @@ describe("region mesh under load (real processes)", () => {
           const options = yield* cluster.clientOptions();
           const publisher = yield* Effect.promise(() => connect({ ...options, requestTimeoutMs: 20_000 }));
           yield* Effect.promise(() => publisher.publish(topic, "first"));
+          yield* controllerWhole(cluster);
           const leader = yield* replicatedLeader(cluster, 3);
           yield* cluster.kill(leader);
           // Membership declares it dead (seconds): the roster and the partition shrink to two.

@@ -1,6 +1,7 @@
-// The region mesh with real router processes (harness/): partitions activated through the
-// controller, replicated on three routers, persistent and ephemeral publishes from any router
-// reaching subscribers on any other; a partition leader killed with kill -9 under load.
+// The region mesh with real router processes (harness/): a partition activated through the
+// controller and replicated on three routers; persistent publishes through one router reach a
+// subscriber on another, in order, with increasing offsets. (Failures under load:
+// mesh-failover.test.ts.)
 import { Effect } from "effect";
 import { describe, expect, it } from "vitest";
 import { connect, type ReceivedMessage } from "../client/index.ts";

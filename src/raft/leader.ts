@@ -43,7 +43,17 @@ export class LeaderRole extends RaftState {
     const index = this.log.lastIndex() + 1;
     this.log.append([{ index, term: this.term, kind: "empty", data: new Uint8Array(0) }]);
     this.pendingConfigIndex = index; // no config change before this term's first entry is applied
+    this.termStartIndex = index;
     this.appendPending = true;
+  }
+
+  /**
+   * Leader only: its term's first entry is applied, so its state machine holds every entry
+   * committed before it took over (§6.4): decisions read from that state (a topic's kind) may
+   * be made now, not earlier.
+   */
+  get caughtUpAsLeader(): boolean {
+    return this.role === "leader" && this.log.applied >= this.termStartIndex;
   }
 
   /** Is this leader the group's only voter (its own quorum)? */

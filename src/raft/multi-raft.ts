@@ -549,6 +549,7 @@ export class MultiRaft {
 
   private request(group: GroupId, act: (node: RaftNode) => ProposalResult): Promise<Applied> {
     if (this.failure !== null) return Promise.reject(this.failure);
+    if (this.stopped) return Promise.reject(new Error("multi-raft stopped"));
     const node = this.group(group);
     if (node === undefined)
       return Promise.reject(new RaftRequestError(group, { tag: "NotLeader", leader: null }));

@@ -87,6 +87,8 @@ export class RaftState {
   protected heartbeatElapsed = 0;
   protected randomizedElectionTimeout = 0;
   protected transferee: NodeId | null = null;
+  /** Leader only: the index of its term's first (empty) entry. */
+  protected termStartIndex = 0;
   /** Index of the last config entry appended by this leader; a new one waits until it is applied. */
   protected pendingConfigIndex = 0;
   /** Leader only: (index, bytes) of its proposals not yet committed, oldest first. */

@@ -386,17 +386,20 @@ describe("LocalDelivery feeds", () => {
     expect(session.sent.get(1)).toEqual([9]);
   });
 
-  it("a catch-up whose replay fails goes live at the cursor and is counted as abandoned", async () => {
-    const { region, delivery, subscribe, live } = setup();
+  it("a catch-up whose replay fails asks again after a pause; it never skips what was asked for", async () => {
+    const { region, delivery, subscribe, live, clock } = setup();
     await live(5);
     const session = new FakeSession();
     await subscribe(session, 1, 2);
-    region.replays[0]!.answer(failed("LimitReached", "partition 3 no longer holds offsets before 4"));
+    region.replays[0]!.answer(failed("Unavailable", "no leader answered"));
     await settleMicrotasks();
-    expect(delivery.stats.catchUpsAbandoned).toBe(1);
-    expect(session.calls).toEqual(["start 1 1 true", "start 1 5 false"]);
-    delivery.receive(message(6, 5));
-    expect(session.sent.get(1)).toEqual([6]);
+    expect(delivery.stats.catchUpRetries).toBe(1);
+    expect(region.replayRequests()).toHaveLength(1);
+    delivery.receive(message(6, 5)); // live: the subscription is still catching up
+    expect(session.sent.get(1) ?? []).toEqual([]);
+    clock.advance(500);
+    await settleMicrotasks();
+    expect(region.replayRequests().at(-1)).toMatchObject({ after: 1, through: 6 });
   });
 
   it("the last unsubscribe of a topic withdraws the interest; the topic's messages then go nowhere", async () => {

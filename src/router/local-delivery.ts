@@ -53,15 +53,17 @@ interface CatchUp {
 
 /** Pause between two gap replays that failed (a leader may be moving). */
 const replayRetryMs = 50;
+/** Pause before a catch-up asks again after a failed replay (each one already retried for seconds). */
+const catchUpRetryMs = 500;
 
 export interface LocalDeliveryStats {
   feeds: number;
   gapReplays: number;
   gapReplaysFailed: number;
-  gapsSkipped: number;
+
   catchUps: number;
   heldDropped: number;
-  catchUpsAbandoned: number;
+  catchUpRetries: number;
   duplicatesDropped: number;
   withoutFeed: number;
 }
@@ -71,10 +73,10 @@ export class LocalDelivery {
     feeds: 0,
     gapReplays: 0,
     gapReplaysFailed: 0,
-    gapsSkipped: 0,
+
     catchUps: 0,
     heldDropped: 0,
-    catchUpsAbandoned: 0,
+    catchUpRetries: 0,
     duplicatesDropped: 0,
     withoutFeed: 0,
   };
@@ -156,6 +158,17 @@ export class LocalDelivery {
     this.feeds.delete(topic);
     this.stats.feeds = this.feeds.size;
     void this.region().interest(topic, feed.partition, false);
+  }
+
+  /**
+   * Registers this router's interest in every topic it has subscribers for again (after the
+   * roster dropped and re-added it, the partitions forgot it). Idempotent at the leader.
+   */
+  reregister(): void {
+    for (const feed of this.feeds.values()) {
+      if (feed.cursor === null) continue;
+      void this.region().interest(feed.topic, feed.partition, true);
+    }
   }
 
   /** A message from a partition leader. */
@@ -249,11 +262,11 @@ export class LocalDelivery {
           replay,
         });
         if (!outcome.ok) {
-          // Retriable failures were retried until the request's deadline; give up on this one
-          // and go live (counted: the subscription missed what it could not replay).
-          this.stats.catchUpsAbandoned += 1;
-          subscriber.start(subscriptionId, Math.max(after, feed.cursor ?? after), false);
-          return;
+          // No leader for a while, a full link: never skip what the subscription asked for;
+          // ask again after a pause, for as long as the subscription lives.
+          this.stats.catchUpRetries += 1;
+          await this.pause(catchUpRetryMs);
+          continue;
         }
         // Everything of the topic in (after, read] arrived before this answer (same link, in
         // order): the subscription is at `read` even if none of it was this topic's.
@@ -322,14 +335,9 @@ export class LocalDelivery {
     // The replayed messages came through receive() before this answer (same link, in order)
     // and were delivered; if some did not come, draining asks again.
     if (!outcome.ok) {
+      // Never skipped: a persistent stream is delivered at least once. Ask again shortly.
       this.stats.gapReplaysFailed += 1;
-      if (outcome.code === "LimitReached" && feed.pending.length > 0) {
-        // The leader no longer holds the gap: skip it rather than hold the topic forever.
-        this.stats.gapsSkipped += 1;
-        feed.cursor = Math.max(feed.cursor!, feed.pending[0]!.previous);
-      } else {
-        await this.pause(replayRetryMs);
-      }
+      await this.pause(replayRetryMs);
     }
     feed.replaying = false;
     if (this.feeds.get(feed.topic) !== feed) return;

@@ -34,6 +34,8 @@ export interface ReconcilerOptions {
   readonly controller: () => ControllerState;
   readonly assignment: () => Assignment | null;
   readonly isAlive: (router: string) => boolean;
+  /** Membership's explicit verdict that a router is dead or left (unknown is not gone). */
+  readonly isGone: (router: string) => boolean;
   readonly aliveRouters: () => readonly string[];
   readonly propose: (command: ControllerCommand) => Promise<Applied>;
   /** This router is draining and holds no replica a group counts on any more: it may stop. */
@@ -140,8 +142,10 @@ export class Reconciler {
     for (const router of this.options.aliveRouters()) {
       if (!roster.has(router)) this.rosterCommand({ kind: "AddRouter", router });
     }
+    // Only on membership's verdict: a router this one has not heard of yet (a cold start, a
+    // view still filling in) is not dead, and removing it would move replicas for nothing.
     for (const router of roster) {
-      if (router !== this.options.id && !this.options.isAlive(router)) {
+      if (router !== this.options.id && this.options.isGone(router)) {
         this.rosterCommand({ kind: "RemoveRouter", router });
       }
     }

@@ -94,6 +94,8 @@ export interface RegionOptions {
   readonly addressOf: (peer: string) => Address | null;
   /** Membership's verdict: false once a router is dead or left. */
   readonly isAlive: (router: string) => boolean;
+  /** Membership declared the router dead or left (not merely unknown). */
+  readonly isGone: (router: string) => boolean;
   /** Routers membership sees alive, this one included. */
   readonly aliveRouters: () => readonly string[];
   readonly replicationFactor: number;
@@ -106,6 +108,8 @@ export interface RegionOptions {
   readonly partitionLimits?: Partial<PartitionStateLimits>;
   /** Raft's settings; `maxMessageBytes` must leave room in a link frame (router.ts). */
   readonly raft?: RaftConfig;
+  /** This router was added to the roster (again): register the local interests anew. */
+  readonly rejoined?: () => void;
   /** The router was drained (neuron drain): it should stop now. */
   readonly drained?: () => void;
   /** Longest a request waits for a leader before failing, ms. Default 8,000. */
@@ -115,8 +119,13 @@ export interface RegionOptions {
 /** A message as a partition's leader sends it to an interested router (wire Deliver). */
 export type DeliveredMessage = Omit<Deliver, "kind">;
 
-/** Most payload bytes one replay request sends before answering (the requester asks again). */
-const replayBytesMax = 4 * 1024 * 1024;
+/**
+ * Most entry bytes one replay request reads (whatever their topic) before answering; the
+ * requester asks again from where it stopped. Kept well below a link's backpressure threshold
+ * (4 MiB) so one answer's deliveries fit, and small enough that one request never holds the
+ * event loop for long.
+ */
+const replayBytesMax = 1024 * 1024;
 
 export interface RegionCounters {
   storedMessages: number;
@@ -201,6 +210,7 @@ export class Region {
       controller: () => this.controller,
       assignment: () => this.assignment(),
       isAlive: options.isAlive,
+      isGone: options.isGone,
       aliveRouters: options.aliveRouters,
       propose: (command) => this.multi.propose(controllerGroup, encodeControllerCommand(command)),
       drained: () => {
@@ -290,7 +300,10 @@ export class Region {
   interest(topic: string, partition: number, on: boolean): Promise<Outcome> {
     const command = encodePartitionCommand({ kind: "Interest", router: this.id, topic, on });
     const previous = this.interestChanges.get(topic) ?? Promise.resolve(done);
-    const next = previous.then(() => this.requests.request(partition, command));
+    const next = previous
+      .catch(() => done)
+      .then(() => this.requests.request(partition, command))
+      .catch((error: unknown) => failed("Internal", (error as Error).message));
     this.interestChanges.set(topic, next);
     void next.then(() => {
       if (this.interestChanges.get(topic) === next) this.interestChanges.delete(topic);
@@ -397,6 +410,11 @@ export class Region {
     const decoded = decodePartitionCommand(command);
     if (!decoded.ok) return failed("MalformedFrame", `partition ${group}: ${decoded.error.message}`);
     const request = decoded.command;
+    if (this.multi.group(group)?.caughtUpAsLeader !== true) {
+      // A new leader has not applied what its predecessor committed yet (a topic declared
+      // persistent, say): deciding now could treat it as ephemeral and drop the message.
+      return failed("NoLeader", `partition ${group}'s new leader is catching up`);
+    }
     const state = this.partitionState(group);
     if (request.kind === "Publish") {
       const kind = state.kindOf(request.topic) ?? this.ruleFor(request.topic);
@@ -437,11 +455,16 @@ export class Region {
     while (from <= through && bytes < replayBytesMax) {
       const entries = log.entries(from, through + 1, replayBytesMax - bytes);
       for (const entry of entries) {
-        read = entry.index;
-        if (entry.kind !== "normal" || stream.wasSkipped(entry.index)) continue;
-        const decoded = decodePartitionCommand(entry.data);
-        if (!decoded.ok || decoded.command.kind !== "Publish" || decoded.command.topic !== request.topic)
+        bytes += entry.data.byteLength;
+        if (entry.kind !== "normal" || stream.wasSkipped(entry.index)) {
+          read = entry.index;
           continue;
+        }
+        const decoded = decodePartitionCommand(entry.data);
+        if (!decoded.ok || decoded.command.kind !== "Publish" || decoded.command.topic !== request.topic) {
+          read = entry.index;
+          continue;
+        }
         const message = decoded.command;
         const sent = this.sendTo(origin, {
           partition: group,
@@ -452,10 +475,14 @@ export class Region {
           payload: message.payload,
           headers: message.headers,
         });
-        if (!sent) return failed("Unavailable", `the link to ${origin} is full or down; replay again`);
+        if (!sent) {
+          // What was sent arrives before this answer: report it, so the next request goes on from there.
+          if (read > request.after) return doneAt(read);
+          return failed("Unavailable", `the link to ${origin} is full or down; replay again`);
+        }
         this.counters.replayedMessages += 1;
         previous = entry.index;
-        bytes += message.payload.length;
+        read = entry.index;
       }
       from = read + 1;
     }
@@ -587,6 +614,16 @@ export class Region {
         }
         const result = this.controller.apply(entry.index, entry.data);
         results.push(result);
+        if (result.kind === "added" && result.router === this.id) {
+          // Back in the roster after being removed: its interests were dropped meanwhile.
+          queueMicrotask(() => this.options.rejoined?.());
+        }
+        if (result.kind === "removed") {
+          // Its subscribers are gone: the partitions this router leads stop sending it their
+          // messages (a router that comes back registers its interest again).
+          const router = result.router;
+          queueMicrotask(() => this.dropInterest(router));
+        }
         if (result.kind === "activated" && result.replicas.includes(this.id)) {
           // Not from inside a Raft round: see the file's traps.
           queueMicrotask(() => {
@@ -635,6 +672,17 @@ export class Region {
       }
     }
     return results;
+  }
+
+  private dropInterest(router: string): void {
+    if (this.stopped) return;
+    const command = encodePartitionCommand({ kind: "DropRouter", router });
+    for (const node of this.multi.groups()) {
+      if (node.group === controllerGroup || node.role !== "leader") continue;
+      this.multi.propose(node.group, command).catch(() => {
+        // Leadership moved meanwhile: the entry is lost or applied; either way nothing to do.
+      });
+    }
   }
 
   private restore(group: GroupId, snapshot: Snapshot): void {
@@ -697,6 +745,8 @@ function outcomeOfRaftError(group: GroupId, error: unknown): Outcome {
         : failed("NotLeader", `partition ${group} is led by ${refusal.leader}`, refusal.leader);
     case "OutcomeUnknown":
       return failed("Unavailable", `partition ${group}: ${refusal.reason}; retrying`);
+    case "Overloaded":
+      return failed("Unavailable", `partition ${group} is overloaded; retrying`);
     case "Transferring":
       // A planned move: the new leader takes over within an election timeout.
       return failed("NoLeader", `partition ${group}'s leadership is moving to ${refusal.to}`);

@@ -184,6 +184,10 @@ export class Router {
             }),
         addressOf: (peer) => this.linksAddressOf(peer),
         isAlive: (router) => this.isAlive(router),
+        isGone: (router) => {
+          const state = this.membership?.members().find((member) => member.id === router)?.state;
+          return state === "dead" || state === "left";
+        },
         aliveRouters: () => this.aliveRouters(),
         replicationFactor: config.streams.replicationFactor,
         // An append's entries must fit a link frame (payload limit + frameOverheadBytes).
@@ -200,6 +204,7 @@ export class Router {
         log: this.log,
         deliver: (message) => this.delivery.receive(message),
         drained: () => options.onDrained?.(),
+        rejoined: () => this.delivery.reregister(),
       });
     } catch (error) {
       if (error instanceof ConfigError) throw error;
