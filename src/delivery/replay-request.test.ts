@@ -37,6 +37,7 @@ function raw(topic: string, after: bigint, through: bigint, replay: bigint): Uin
     ...long(after),
     ...long(through),
     ...long(replay),
+    0, // probe: false (an Avro boolean is one byte)
   ]);
 }
 
@@ -50,8 +51,14 @@ const topicArbitrary = fc
 // avsc writes a "long" only up to 2^53 - 2; log offsets are far below either bound.
 const offset = fc.oneof(fc.nat({ max: 1000 }), fc.nat({ max: 2 ** 52 }));
 const requestArbitrary: fc.Arbitrary<ReplayRequest> = fc
-  .record({ topic: topicArbitrary, a: offset, b: offset, replay: offset })
-  .map(({ topic, a, b, replay }) => ({ topic, after: Math.min(a, b), through: Math.max(a, b), replay }));
+  .record({ topic: topicArbitrary, a: offset, b: offset, replay: offset, probe: fc.boolean() })
+  .map(({ topic, a, b, replay, probe }) => ({
+    topic,
+    after: Math.min(a, b),
+    through: Math.max(a, b),
+    replay,
+    probe,
+  }));
 
 const mutationArbitrary = fc.oneof(
   fc.record({ type: fc.constant("set" as const), at: fc.nat(), value: fc.integer({ min: 0, max: 255 }) }),
@@ -102,7 +109,7 @@ describe("replay request codec", () => {
   });
 
   it("round-trips from a view into a larger buffer (byteOffset is honoured)", () => {
-    const request = { topic: "orders.eu", after: 3, through: 9, replay: 2 };
+    const request = { topic: "orders.eu", after: 3, through: 9, replay: 2, probe: false };
     const encoded = encodeReplayRequest(request);
     const larger = new Uint8Array(encoded.length + 7).fill(0xee);
     larger.set(encoded, 4);
@@ -132,7 +139,13 @@ describe("replay request codec", () => {
   });
 
   it("refuses truncated bytes and trailing bytes", () => {
-    const bytes = encodeReplayRequest({ topic: "orders", after: 300, through: 70000, replay: 5 });
+    const bytes = encodeReplayRequest({
+      topic: "orders",
+      after: 300,
+      through: 70000,
+      replay: 5,
+      probe: false,
+    });
     for (let length = 0; length < bytes.length; length++) {
       expect(decodeReplayRequest(bytes.subarray(0, length)).ok).toBe(false);
     }

@@ -16,6 +16,8 @@ export interface ReplayRequest {
   readonly through: number;
   /** 0: fills the router's stream of the topic; n: answers catch-up `n` of that router. */
   readonly replay: number;
+  /** Send nothing: only answer the topic's last stored offset (a quiet feed checks its tail). */
+  readonly probe: boolean;
 }
 
 const replayType = avro.Type.forSchema({
@@ -26,6 +28,7 @@ const replayType = avro.Type.forSchema({
     { name: "after", type: "long" },
     { name: "through", type: "long" },
     { name: "replay", type: "long" },
+    { name: "probe", type: "boolean" },
   ],
 });
 
@@ -63,6 +66,12 @@ export function decodeReplayRequest(
   }
   return {
     ok: true,
-    request: { topic: request.topic, after: request.after, through: request.through, replay: request.replay },
+    request: {
+      topic: request.topic,
+      after: request.after,
+      through: request.through,
+      replay: request.replay,
+      probe: request.probe,
+    },
   };
 }

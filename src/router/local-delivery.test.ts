@@ -204,7 +204,7 @@ describe("LocalDelivery feeds", () => {
     delivery.receive(message(12, 10));
     expect(session.delivered(1)).toEqual([]);
     expect(region.replays.map(({ partition, request }) => ({ partition, request }))).toEqual([
-      { partition, request: { topic, after: 4, through: 7, replay: 0 } },
+      { partition, request: { topic, after: 4, through: 7, replay: 0, probe: false } },
     ]);
     expect(delivery.stats.gapReplays).toBe(1);
   });
@@ -234,8 +234,8 @@ describe("LocalDelivery feeds", () => {
     region.replays[0]!.answer(doneAt(2)); // read (0, 2] only
     await settleMicrotasks();
     expect(region.replayRequests()).toEqual([
-      { topic, after: 0, through: 7, replay: 0 },
-      { topic, after: 2, through: 7, replay: 0 },
+      { topic, after: 0, through: 7, replay: 0, probe: false },
+      { topic, after: 2, through: 7, replay: 0, probe: false },
     ]);
     delivery.receive(message(7, 2));
     region.replays[1]!.answer(doneAt(7));
@@ -255,8 +255,8 @@ describe("LocalDelivery feeds", () => {
     clock.advance(50);
     await settleMicrotasks();
     expect(region.replayRequests()).toEqual([
-      { topic, after: 4, through: 7, replay: 0 },
-      { topic, after: 4, through: 7, replay: 0 },
+      { topic, after: 4, through: 7, replay: 0, probe: false },
+      { topic, after: 4, through: 7, replay: 0, probe: false },
     ]);
     delivery.receive(message(7, 4));
     expect(session.delivered(1)).toEqual([7, 9]);
@@ -293,7 +293,7 @@ describe("LocalDelivery feeds", () => {
     expect(session.delivered(1)).toEqual([5, 10, 12]);
     expect(region.replays).toHaveLength(1);
     delivery.receive(message(20, 18)); // the next live message shows the gap (12, 18]
-    expect(region.replays[1]!.request).toEqual({ topic, after: 12, through: 18, replay: 0 });
+    expect(region.replays[1]!.request).toEqual({ topic, after: 12, through: 18, replay: 0, probe: false });
     delivery.receive(message(14, 12));
     delivery.receive(message(16, 14));
     delivery.receive(message(18, 16));
@@ -330,7 +330,7 @@ describe("LocalDelivery feeds", () => {
     expect(await subscribe(b, 2, 2)).toEqual({ ok: true });
     expect(b.calls).toEqual(["start 2 1 true"]);
     const [first] = region.replayRequests();
-    expect(first).toEqual({ topic, after: 1, through: 5, replay: first!.replay });
+    expect(first).toEqual({ topic, after: 1, through: 5, replay: first!.replay, probe: false });
     expect(first!.replay).not.toBe(0);
     const id = first!.replay;
     // A live message while b catches up: a gets it, b skips it (it is behind).
@@ -348,7 +348,7 @@ describe("LocalDelivery feeds", () => {
     await settleMicrotasks();
     expect(b.sent.get(2)).toEqual([2, 3, 5]);
     // Still behind the cursor (6): a second replay, to the same catch-up.
-    expect(region.replayRequests()[1]).toEqual({ topic, after: 5, through: 6, replay: id });
+    expect(region.replayRequests()[1]).toEqual({ topic, after: 5, through: 6, replay: id, probe: false });
     delivery.receive(message(6, 5, id));
     region.replays[1]!.answer(doneAt(6));
     await settleMicrotasks();
@@ -370,7 +370,7 @@ describe("LocalDelivery feeds", () => {
     await subscribed;
     expect(session.calls).toEqual(["start 1 2 true"]);
     expect(region.replayRequests()).toEqual([
-      { topic, after: 2, through: 8, replay: region.replays[0]!.request.replay },
+      { topic, after: 2, through: 8, replay: region.replays[0]!.request.replay, probe: false },
     ]);
   });
 
@@ -442,5 +442,37 @@ describe("LocalDelivery feeds", () => {
     expect(region.interestCalls()).toHaveLength(2); // the next subscribe registers afresh
     region.interests[1]!.answer(done);
     expect(await again).toEqual({ ok: true });
+  });
+
+  it("a feed quiet for 2 s asks the leader for the topic's last offset, and replays what it lacks", async () => {
+    const { region, delivery, live, clock } = setup();
+    delivery.start();
+    const session = await live(4);
+    // The Deliver of offset 5 was lost, and the topic went quiet: nothing shows the gap.
+    clock.advance(1_999);
+    expect(region.replayRequests()).toEqual([]);
+    clock.advance(1);
+    expect(region.replayRequests()).toEqual([{ topic, after: 0, through: 0, replay: 0, probe: true }]);
+    region.replays[0]!.answer(doneAt(5));
+    await settleMicrotasks();
+    expect(region.replayRequests()[1]).toEqual({ topic, after: 4, through: 5, replay: 0, probe: false });
+    delivery.receive(message(5, 4));
+    region.replays[1]!.answer(doneAt(5));
+    await settleMicrotasks();
+    expect(session.delivered(1)).toEqual([5]);
+    expect(delivery.stats.probeGaps).toBe(1);
+    delivery.stop();
+  });
+
+  it("a busy feed is not probed", async () => {
+    const { region, delivery, live, clock } = setup();
+    delivery.start();
+    await live(4);
+    for (let offset = 5; offset < 10; offset++) {
+      clock.advance(1_000);
+      delivery.receive(message(offset, offset - 1));
+    }
+    expect(region.replayRequests()).toEqual([]);
+    delivery.stop();
   });
 });

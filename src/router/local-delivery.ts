@@ -13,7 +13,7 @@
 // interest is being registered); `pending` is sorted by offset, every offset > cursor, and at
 // most `pendingMax` long. Ephemeral messages (offset 0) bypass the feed: at most once.
 import type { SubscriptionTable } from "../delivery/index.ts";
-import { type Clock, systemClock } from "../ports/index.ts";
+import { type Clock, systemClock, type Timer } from "../ports/index.ts";
 import { failed, type Outcome } from "./outcome.ts";
 import type { DeliveredMessage, Region } from "./region.ts";
 
@@ -34,6 +34,8 @@ interface Feed {
   readonly topic: string;
   readonly partition: number;
   cursor: number | null;
+  /** When the feed last got a message or asked the leader (clock ms). */
+  lastActivityMs: number;
   pending: DeliveredMessage[];
   /** A gap replay is in flight. */
   replaying: boolean;
@@ -55,10 +57,20 @@ interface CatchUp {
 const replayRetryMs = 50;
 /** Pause before a catch-up asks again after a failed replay (each one already retried for seconds). */
 const catchUpRetryMs = 500;
+/**
+ * A gap shows only when the topic's next message arrives; a topic gone quiet would keep its
+ * last message from a subscriber whose Deliver was lost. So a feed quiet for this long asks
+ * the leader for the topic's last offset, and replays what it lacks.
+ */
+const probeIntervalMs = 2_000;
+/** Most feeds probed per interval (the rest wait for the next one). */
+const probesPerIntervalMax = 256;
 
 export interface LocalDeliveryStats {
   feeds: number;
   gapReplays: number;
+  probes: number;
+  probeGaps: number;
   gapReplaysFailed: number;
 
   catchUps: number;
@@ -72,6 +84,8 @@ export class LocalDelivery {
   readonly stats: LocalDeliveryStats = {
     feeds: 0,
     gapReplays: 0,
+    probes: 0,
+    probeGaps: 0,
     gapReplaysFailed: 0,
 
     catchUps: 0,
@@ -87,6 +101,8 @@ export class LocalDelivery {
   private readonly catchUps = new Map<number, CatchUp>();
   private nextReplayId = 1;
   private readonly clock: Clock;
+  private probeTimer: Timer | null = null;
+  private stopped = false;
 
   constructor(
     table: SubscriptionTable<FeedSubscriber>,
@@ -120,6 +136,7 @@ export class LocalDelivery {
         topic,
         partition,
         cursor: null,
+        lastActivityMs: this.clock.nowMs(),
         pending: [],
         replaying: false,
         registered,
@@ -160,6 +177,46 @@ export class LocalDelivery {
     void this.region().interest(topic, feed.partition, false);
   }
 
+  /** Starts the probes of quiet feeds. */
+  start(): void {
+    const loop = () => {
+      if (this.stopped) return;
+      this.probeQuietFeeds();
+      this.probeTimer = this.clock.schedule(probeIntervalMs, loop);
+    };
+    this.probeTimer = this.clock.schedule(probeIntervalMs, loop);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.probeTimer?.cancel();
+  }
+
+  private probeQuietFeeds(): void {
+    const nowMs = this.clock.nowMs();
+    let probes = 0;
+    for (const feed of this.feeds.values()) {
+      if (probes >= probesPerIntervalMax) return;
+      if (feed.cursor === null || feed.replaying || nowMs - feed.lastActivityMs < probeIntervalMs) continue;
+      probes += 1;
+      feed.lastActivityMs = nowMs;
+      this.stats.probes += 1;
+      void this.probe(feed);
+    }
+  }
+
+  private async probe(feed: Feed): Promise<void> {
+    const outcome = await this.region()
+      .replay(feed.partition, { topic: feed.topic, after: 0, through: 0, replay: 0, probe: true })
+      .catch((error: unknown) => failed("Internal", (error as Error).message));
+    if (!outcome.ok || this.feeds.get(feed.topic) !== feed || feed.cursor === null) return;
+    const last = outcome.offset ?? 0;
+    if (last > feed.cursor && !feed.replaying) {
+      this.stats.probeGaps += 1;
+      void this.fillGap(feed, last);
+    }
+  }
+
   /**
    * Registers this router's interest in every topic it has subscribers for again (after the
    * roster dropped and re-added it, the partitions forgot it). Idempotent at the leader.
@@ -190,6 +247,7 @@ export class LocalDelivery {
       this.stats.withoutFeed += 1;
       return;
     }
+    feed.lastActivityMs = this.clock.nowMs();
     if (feed.cursor !== null && message.offset <= feed.cursor) {
       this.stats.duplicatesDropped += 1;
       return;
@@ -260,6 +318,7 @@ export class LocalDelivery {
           after,
           through,
           replay,
+          probe: false,
         });
         if (!outcome.ok) {
           // No leader for a while, a full link: never skip what the subscription asked for;
@@ -329,7 +388,7 @@ export class LocalDelivery {
     feed.replaying = true;
     this.stats.gapReplays += 1;
     const outcome: Outcome = await this.region()
-      .replay(feed.partition, { topic: feed.topic, after: feed.cursor!, through, replay: 0 })
+      .replay(feed.partition, { topic: feed.topic, after: feed.cursor!, through, replay: 0, probe: false })
       .catch((error: unknown) => failed("Internal", (error as Error).message));
     if (this.feeds.get(feed.topic) !== feed) return;
     // The replayed messages came through receive() before this answer (same link, in order)

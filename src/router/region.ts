@@ -441,6 +441,8 @@ export class Region {
     const node = this.multi.group(group);
     if (node?.role !== "leader")
       return failed("NotLeader", `partition ${group} moved`, node?.leader ?? undefined);
+    if (!node.caughtUpAsLeader) return failed("NoLeader", `partition ${group}'s new leader is catching up`);
+    if (request.probe) return doneAt(this.streamIndex(group).lastOffsetOf(request.topic));
     this.counters.replays += 1;
     const log = this.store.group(group);
     const stream = this.streamIndex(group);

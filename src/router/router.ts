@@ -97,6 +97,7 @@ export class Router {
         );
       }
       router.region = await router.startRegion(options);
+      router.delivery.start();
       if (config.listen.metrics !== undefined) {
         try {
           router.statusServer = await serveStatus(config.listen.metrics, routerSources(router));
@@ -386,6 +387,7 @@ export class Router {
     const listenersClosed = Promise.all(this.listeners.map((listener) => listener.close()));
     const links = [...this.sessions].map((session) => session.link);
     for (const link of links) link.close("ShuttingDown", `router ${this.config.id} is shutting down`);
+    this.delivery.stop();
     try {
       await this.region?.stop();
       await this.statusServer?.close();
