@@ -49,7 +49,7 @@ export interface StateMachine {
    * Committed entries of `group`, in log order, each exactly once per process lifetime. May
    * return one result per entry: a proposal made here resolves with its entry's result.
    */
-  apply(group: GroupId, entries: readonly Entry[]): readonly unknown[] | undefined | void;
+  apply(group: GroupId, entries: readonly Entry[]): readonly unknown[] | undefined;
   /** A snapshot from the leader replaces the group's state (before any later apply). */
   restore(group: GroupId, snapshot: Snapshot): void;
   leadershipChanged(group: GroupId, state: SoftState): void;
@@ -484,7 +484,7 @@ export class MultiRaft {
     if (ready.committedEntries.length > 0) {
       const appliedBefore = this.applied.get(group) ?? 0;
       const fresh = ready.committedEntries.filter((entry) => entry.index > appliedBefore);
-      let results: readonly unknown[] | undefined | void;
+      let results: readonly unknown[] | undefined;
       if (fresh.length > 0) {
         this.applying = true;
         try {

@@ -225,7 +225,10 @@ export async function runRaftSimulation(options: RaftSimulationOptions): Promise
         if (router.multi === multi) violation(`${router.id} store failed: ${error.message}`);
       },
       stateMachine: {
-        apply: (group, entries) => onApply(router, group, entries),
+        apply: (group, entries) => {
+          onApply(router, group, entries);
+          return undefined;
+        },
         restore: (group, snapshot) => router.applied.set(group, snapshot.meta.index),
         leadershipChanged: (group) => recordLeader(router, group),
       },
