@@ -14,7 +14,7 @@
 // the old life dead (membership), so `waitHealthy` may take seconds after a restart. nats-server
 // keeps its ports (they are in its config file), so a restart right after a kill can meet a
 // port still held for a moment: the start is retried.
-import { writeFileSync } from "node:fs";
+import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { routerConfigToml } from "../harness/router-config.ts";
 import { type Credentials, createCertificateAuthority, issueCertificate } from "../src/axon/index.ts";
@@ -204,6 +204,8 @@ export async function startRegion(options: {
 
 export interface NatsCluster extends ClusterControl {
   readonly version: string;
+  /** Stops all three, wipes their stores and starts them again: a fresh cluster on the same ports. */
+  reset(): Promise<void>;
 }
 
 interface NatsPorts {
@@ -292,6 +294,18 @@ export async function startNatsCluster(executable: string): Promise<NatsCluster>
       const target = node(id);
       if (target.process !== undefined) throw new Error(`bench: nats-server ${id} is still running`);
       await start(target);
+    },
+    reset: async () => {
+      await Promise.all(
+        nodes.map(async (each) => {
+          const running = each.process;
+          each.process = undefined;
+          await running?.stop(5000);
+        }),
+      );
+      for (const id of ids) rmSync(join(dir, id), { recursive: true, force: true });
+      await Promise.all(nodes.map(start));
+      await cluster.waitHealthy(60_000);
     },
     // Healthy: each node's /healthz is ok, or the JetStream meta leader reports it current. A
     // nats-server 2.9.10 restarted after a kill -9 sometimes answers "JetStream is not current
