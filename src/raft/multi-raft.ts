@@ -585,6 +585,18 @@ export class MultiRaft {
     }
   }
 
+  /**
+   * The transport lost its link to `peer` (a killed router's socket resets at once): treat it
+   * as down now rather than after an election timeout of silence. Safe if it is alive: its
+   * groups' other followers are still in its lease and refuse the pre-votes, and the next
+   * batch from it marks it up again.
+   */
+  peerUnreachable(peer: NodeId): void {
+    if (this.stopped || this.peersDown.has(peer) || !this.peerGroups.has(peer)) return;
+    this.peerDown(peer);
+    this.scheduleFlush();
+  }
+
   private heard(peer: NodeId): void {
     this.lastHeardTick.set(peer, this.ticks);
     if (!this.peersDown.delete(peer)) return;

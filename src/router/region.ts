@@ -237,7 +237,10 @@ export class Region {
         clock: options.clock,
         receive: (batch) => holder?.multi.receive(batch),
         frame: (peer, frame) => holder?.meshFrame(peer, frame),
-        linkClosed: (peer) => holder?.requests.linkClosed(peer),
+        linkClosed: (peer) => {
+          holder?.requests.linkClosed(peer);
+          holder?.multi.peerUnreachable(peer);
+        },
         oversized: (drop) => options.log.warn(drop.message),
       });
     }
