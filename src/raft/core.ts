@@ -112,19 +112,21 @@ export class RaftNode extends LeaderRole {
    * The shell's verdict that this group's leader is unreachable (its router stopped answering).
    * Wakes a quiesced follower and ends its lease, so it campaigns within one election timeout.
    */
-  leaderUnreachable(): void {
+  leaderUnreachable(linkBroken = false): void {
     if (this.role === "leader") return;
     this.quiesced = false;
     // The lease ends now, so this replica grants pre-votes at once; its own campaign waits at
     // least a heartbeat interval more, by when the other replicas (whose verdict on the leader
     // comes from the same, last, heartbeat) have ended their leases too. Campaigning earlier
     // would meet replicas still in lease, lose the pre-vote, and wait a whole timeout again.
+    // A broken link (`linkBroken`: the leader's router reset its sockets, as a killed process
+    // does) reaches every replica at the same instant, so the wait is only a random fraction
+    // of a heartbeat interval; a pre-vote tie goes to the larger id anyway.
     if (this.electionElapsed < this.config.electionTicks) {
       this.electionElapsed = this.config.electionTicks;
-      this.randomizedElectionTimeout =
-        this.config.electionTicks +
-        this.config.heartbeatTicks +
-        this.random.nextInt(this.config.electionTicks);
+      this.randomizedElectionTimeout = linkBroken
+        ? this.config.electionTicks + 1 + this.random.nextInt(this.config.heartbeatTicks)
+        : this.config.electionTicks + this.config.heartbeatTicks + this.random.nextInt(this.config.electionTicks);
     }
   }
 

@@ -593,7 +593,7 @@ export class MultiRaft {
    */
   peerUnreachable(peer: NodeId): void {
     if (this.stopped || this.peersDown.has(peer) || !this.peerGroups.has(peer)) return;
-    this.peerDown(peer);
+    this.peerDown(peer, true);
     this.scheduleFlush();
   }
 
@@ -609,11 +609,11 @@ export class MultiRaft {
     }
   }
 
-  private peerDown(peer: NodeId): void {
+  private peerDown(peer: NodeId, linkBroken = false): void {
     this.peersDown.add(peer);
     for (const node of this.nodes.values()) {
       if (node.leader === peer) {
-        node.leaderUnreachable();
+        node.leaderUnreachable(linkBroken);
         this.touch(node);
       } else if (node.role === "leader") {
         node.reportUnreachable(peer);

@@ -676,6 +676,7 @@ export class Region {
           results.push(result);
       }
     }
+    this.requests.wake(group);
     return results;
   }
 

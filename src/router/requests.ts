@@ -194,6 +194,14 @@ export class GroupRequests {
   /** The group's leader changed here: waiting requests try again now. */
   leaderChanged(group: GroupId, leader: string | null): void {
     if (leader !== null) this.hints.delete(group);
+    this.wake(group);
+  }
+
+  /**
+   * The group applied entries here: requests waiting on it (an out-of-order publish waiting
+   * for the one before it, a new leader catching up) try again now rather than after a pause.
+   */
+  wake(group: GroupId): void {
     const waiters = this.waiters.get(group);
     if (waiters === undefined) return;
     this.waiters.delete(group);
