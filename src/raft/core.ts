@@ -126,7 +126,9 @@ export class RaftNode extends LeaderRole {
       this.electionElapsed = this.config.electionTicks;
       this.randomizedElectionTimeout = linkBroken
         ? this.config.electionTicks + 1 + this.random.nextInt(this.config.heartbeatTicks)
-        : this.config.electionTicks + this.config.heartbeatTicks + this.random.nextInt(this.config.electionTicks);
+        : this.config.electionTicks +
+          this.config.heartbeatTicks +
+          this.random.nextInt(this.config.electionTicks);
     }
   }
 
