@@ -192,6 +192,22 @@ describe("voting (§5.2, §5.4.1, §9.6)", () => {
     expect(ticks).toBeLessThan(defaultRaftConfig.heartbeatTicks + electionTicks);
   });
 
+  it("a broken link's verdict (every replica learns it at once) starts the campaign within a heartbeat interval", () => {
+    for (let seed = 1; seed <= 20; seed++) {
+      const h = new RaftHarness({ voters: ["a", "b", "c"], seed });
+      h.elect("a");
+      const b = h.node("b");
+      b.leaderUnreachable(true);
+      let ticks = 0;
+      while (b.role === "follower") {
+        b.tick();
+        ticks += 1;
+      }
+      expect(ticks).toBeGreaterThanOrEqual(1);
+      expect(ticks).toBeLessThanOrEqual(defaultRaftConfig.heartbeatTicks);
+    }
+  });
+
   it("§5.2 a candidate wins with a majority of votes and returns to follower on a majority of rejections", () => {
     const voters = ["a", "b", "c", "d", "e"];
     const config = { preVote: false };
