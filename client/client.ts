@@ -1,5 +1,15 @@
 // The Neuron client: connect to any seed router, publish, subscribe, and carry on by itself
-// when the router goes away (reconnect to another seed, subscriptions re-registered).
+// when routers go away (reconnect to another seed, subscriptions re-registered).
+//
+// Routing: the router the client connected to (its home) takes every request and passes each
+// on to its partition's leader. When it did so for a publish or a declaration it names that
+// leader (a Leader frame); the client then links to the leader too and sends that partition's
+// next requests there directly (partition-map.ts), saving a hop. A router that no longer leads
+// a partition forwards the request anyway and names the new leader, so a moved leadership
+// costs no error; a broken link to a leader sends what waited on it, and that leader's
+// partitions, back through the home router. Subscriptions stay on the home router, and while
+// one is being registered publishes go there too (the router orders a publish after a
+// subscribe sent before it on the same link).
 //
 // Flow control: at most `maxInFlight` requests and `maxPendingBytes` payload bytes are
 // unacknowledged or unsent at once. Past that, `publish` waits for room (at most
@@ -17,24 +27,18 @@
 // stall that topic for good. (Publishes of the old producer already in flight behind the
 // failed one cannot be stored either; they fail after the routers' deadline.)
 //
-// Trap: Acks are cumulative and a Refusal comes before the Ack covering its id, so pending
-// requests live in id order (request-queue.ts) and an Ack settles a prefix of them.
+// Trap: Acks are cumulative per link and a Refusal comes before the Ack covering its id, so the
+// requests sent on a link are filed by their id on it (connection.ts) and an Ack settles a
+// prefix of them; `pending` files every request by its own id, for deadlines and flow control.
 //
 // Hot path (every publish): no timer per request (deadlines grow with the id, so one timer for
 // the oldest request covers them all), no closure or await when there is room (one promise per
-// publish), an allocation-free topic check, and the payload handed to the encoder as given.
+// publish), an allocation-free topic check, the last topic's partition remembered, and the
+// payload handed to the encoder as given.
 
 import { randomUUID } from "node:crypto";
-import {
-  type Address,
-  AxonFailure,
-  type Credentials,
-  type Link,
-  parseAddress,
-  type Transport,
-  tlsTransport,
-} from "../src/axon/index.ts";
-import { checkTopic, isValidTopic } from "../src/partitions/index.ts";
+import { type Address, parseAddress, type Transport, tlsTransport } from "../src/axon/index.ts";
+import { checkTopic, isValidTopic, partitionOf } from "../src/partitions/index.ts";
 import { type Clock, type Random, systemClock, systemRandom, type Timer } from "../src/ports/index.ts";
 import {
   type ErrorCode,
@@ -45,7 +49,9 @@ import {
   noHeaders,
   type TopicKind,
 } from "../src/wire/index.ts";
+import type { LinkedRequest, RouterConnection } from "./connection.ts";
 import { NeuronError, type NeuronErrorCode } from "./errors.ts";
+import { RouterLinks } from "./links.ts";
 import { RequestQueue } from "./request-queue.ts";
 
 export const clientVersion = "0.1.0";
@@ -69,6 +75,9 @@ export interface Subscription {
 export type ClientEvent =
   | { readonly kind: "connected"; readonly router: string; readonly address: string }
   | { readonly kind: "disconnected"; readonly reason: string }
+  /** A link to a partition leader (besides the home router) opened, or closed. */
+  | { readonly kind: "leaderLinked"; readonly router: string; readonly address: string }
+  | { readonly kind: "leaderUnlinked"; readonly router: string; readonly reason: string }
   | { readonly kind: "reconnecting"; readonly attempt: number; readonly delayMs: number }
   | { readonly kind: "closed"; readonly reason: string }
   | { readonly kind: "handlerError"; readonly error: unknown; readonly topic: string }
@@ -101,6 +110,13 @@ export interface ConnectOptions {
   readonly reconnectBackoffMs?: readonly [number, number];
   /** Per-seed deadline for connect plus handshake. Default 5,000 ms. */
   readonly connectTimeoutMs?: number;
+  /**
+   * Link to partition leaders the routers name and send their partitions' requests there
+   * (default true); false: everything goes through the home router, which forwards.
+   */
+  readonly directToLeaders?: boolean;
+  /** Links to routers at most, the home router's included. Default 16. */
+  readonly routerLinksMax?: number;
   /** Status changes and handler errors. */
   readonly onEvent?: (event: ClientEvent) => void;
   /** Test seams. */
@@ -109,17 +125,16 @@ export interface ConnectOptions {
   readonly transportImplementation?: Transport;
 }
 
-interface PendingRequest {
-  readonly requestId: number;
+interface PendingRequest extends LinkedRequest {
+  /** This client's number for it (the link it goes on numbers it too: LinkedRequest). */
+  readonly id: number;
   readonly kind: Frame["kind"];
   /** The topic it is about, for error messages. */
   readonly topic: string | undefined;
-  /** The frame, kept until the Ack: it is sent again if the connection breaks first. */
+  /** The partition whose leader takes it; -1: the home router takes it (subscriptions, drain). */
+  readonly partition: number;
+  /** The frame, kept until the Ack: it is sent again if its link breaks first. */
   readonly frame: Frame & { requestId: number };
-  /** Sent on the current connection. */
-  sent: boolean;
-  /** Times it was sent. */
-  sends: number;
   readonly bytes: number;
   readonly resolve: () => void;
   readonly reject: (error: NeuronError) => void;
@@ -178,53 +193,79 @@ const routerCodeToClient: Partial<Record<ErrorCode, NeuronErrorCode>> = {
 
 /** Topics a producer id numbers before the client takes a new one (bounds `sequences`). */
 const topicsPerProducerMax = 100_000;
-
 export class Client {
   private readonly options: ConnectOptions;
-  private readonly seeds: readonly Address[];
-  private readonly transport: Transport;
   private readonly clock: Clock;
-  private readonly random: Random;
   private readonly maxInFlight: number;
   private readonly maxPendingBytes: number;
   private readonly maxWaiting: number;
   private readonly requestTimeoutMs: number;
   private readonly retriesMax: number;
+  private readonly links: RouterLinks;
   /** Names this client's publishes; see `sequences`. */
   private producerId = randomUUID();
   /** The last sequence this producer used on each topic (1, 2, ...). */
   private readonly sequences = new Map<string, number>();
   /** The highest sequence acknowledged on each topic (acks come in sequence order per topic). */
   private readonly acknowledged = new Map<string, number>();
-  private link: Link | undefined;
-  private seedIndex = 0;
-  private state: "connecting" | "connected" | "reconnecting" | "closed" = "connecting";
+  private closed = false;
   private closeReason = "";
   private nextRequestId = 1;
   private nextSubscriptionId = 1;
-  /** Requests in id order. Invariant: every sent request precedes every unsent one. */
-  private readonly pending = new RequestQueue<PendingRequest>();
+  /** Every unsettled request, by id. A request is sent on a link (`connection`) or waits for one. */
+  private readonly pending = new RequestQueue<PendingRequest>((request) => request.id);
   private pendingBytes = 0;
+  /** Subscribe requests not yet answered: publishes go through the home router meanwhile. */
+  private subscribing = 0;
   private readonly waiting: (() => void)[] = [];
   private readonly subscriptions = new Map<number, SubscriptionState>();
   private payloadMaxBytes = Number.POSITIVE_INFINITY;
-  private reconnectTimer: Timer | undefined;
   /** Armed while requests are pending: fires at (or after) the oldest one's deadline. */
   private deadlineTimer: Timer | undefined;
   /** See burstClockMs. */
   private burstNowMs: number | undefined;
+  /** The last topic published to and its partition (a run of publishes hashes it once). */
+  private lastTopic: string | undefined;
+  private lastPartition = 0;
 
   private constructor(options: ConnectOptions, seeds: readonly Address[], transport: Transport) {
     this.options = options;
-    this.seeds = seeds;
-    this.transport = transport;
     this.clock = options.clock ?? systemClock;
-    this.random = options.random ?? systemRandom;
     this.maxInFlight = options.maxInFlight ?? 65_536;
     this.maxPendingBytes = options.maxPendingBytes ?? 64 * 1024 * 1024;
     this.maxWaiting = options.maxWaiting ?? 100_000;
     this.requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
     this.retriesMax = options.retriesMax ?? 5;
+    this.links = new RouterLinks({
+      seeds,
+      transport,
+      credentials: { ca: options.ca, cert: options.cert, key: options.key },
+      agent: `neuron-client/${clientVersion}`,
+      clock: this.clock,
+      random: options.random ?? systemRandom,
+      connectTimeoutMs: options.connectTimeoutMs ?? 5000,
+      directToLeaders: options.directToLeaders ?? true,
+      routerLinksMax: options.routerLinksMax ?? 16,
+      reconnectAttemptsMax: options.reconnectAttemptsMax ?? 120,
+      reconnectBackoffMs: options.reconnectBackoffMs ?? [50, 2000],
+      events: {
+        frame: (connection, frame) => this.receive(connection, frame),
+        home: (connection) => this.becameHome(connection),
+        linked: (connection) => {
+          this.options.onEvent?.({
+            kind: "leaderLinked",
+            router: connection.router,
+            address: connection.address,
+          });
+          this.dispatchWaiting();
+        },
+        lost: (connection, reason, wasHome) => this.lost(connection, reason, wasHome),
+        dialFailed: (router, reason) => this.options.onEvent?.({ kind: "leaderUnlinked", router, reason }),
+        reconnecting: (attempt, delayMs) =>
+          this.options.onEvent?.({ kind: "reconnecting", attempt, delayMs }),
+        gaveUp: (reason) => this.shutDown(reason),
+      },
+    });
   }
 
   /** Connects to the first reachable seed; rejects with ConnectFailed naming each seed's reason. */
@@ -237,29 +278,41 @@ export class Client {
       if (!parsed.ok) throw new NeuronError("InvalidArgument", `seed ${parsed.reason}`);
       return parsed.address;
     });
+    const linksMax = options.routerLinksMax;
+    if (linksMax !== undefined && !(Number.isSafeInteger(linksMax) && linksMax >= 1)) {
+      throw new NeuronError("InvalidArgument", "routerLinksMax must be an integer >= 1");
+    }
     let transport = options.transportImplementation;
     if (transport === undefined) {
       transport =
         options.transport === "quic" ? (await import("../src/axon/quic.ts")).quicTransport() : tlsTransport();
     }
     const client = new Client(options, seeds, transport);
-    const failures: string[] = [];
-    for (let index = 0; index < seeds.length; index++) {
-      const error = await client.tryConnect(index);
-      if (error === undefined) return client;
-      failures.push(`${seeds[index]!.host}:${seeds[index]!.port}: ${error}`);
-    }
-    client.state = "closed";
+    const failures = await client.links.connectFirst();
+    if (failures === undefined) return client;
+    client.closed = true;
+    client.links.close();
     throw new NeuronError("ConnectFailed", `no seed router could be reached: ${failures.join("; ")}`);
   }
 
-  /** The router this client is connected to, if any. */
+  /** The router this client is connected to (its home), if any. */
   get router(): string | undefined {
-    return this.state === "connected" ? this.link?.peer.id : undefined;
+    return this.closed ? undefined : this.links.home?.router;
+  }
+
+  /** Routers this client has a link to, the home router first. */
+  get linkedRouters(): readonly string[] {
+    return this.links.routers;
+  }
+
+  /** The router the client sends `topic`'s requests to now (its leader if known and linked). */
+  routeOf(topic: string): string | undefined {
+    if (!isValidTopic(topic)) return undefined;
+    return this.links.connectionFor(partitionOf(topic), this.subscribing > 0)?.router;
   }
 
   get isClosed(): boolean {
-    return this.state === "closed";
+    return this.closed;
   }
 
   /**
@@ -269,7 +322,13 @@ export class Client {
    * payload is kept until the promise settles (it may be sent again): do not change it.
    */
   publish(topic: string, payload: Uint8Array | string, options?: { headers?: Headers }): Promise<void> {
-    if (!isValidTopic(topic)) return Promise.reject(new NeuronError("InvalidTopic", topicProblem(topic)));
+    let partition = this.lastPartition;
+    if (topic !== this.lastTopic) {
+      if (!isValidTopic(topic)) return Promise.reject(new NeuronError("InvalidTopic", topicProblem(topic)));
+      partition = partitionOf(topic);
+      this.lastTopic = topic;
+      this.lastPartition = partition;
+    }
     const body = typeof payload === "string" ? Buffer.from(payload, "utf8") : payload;
     if (!(body instanceof Uint8Array)) {
       return Promise.reject(new NeuronError("InvalidArgument", "a payload must be a Uint8Array or a string"));
@@ -303,10 +362,10 @@ export class Client {
       ackedSequence: this.acknowledged.get(topic) ?? 0,
     } as const;
     // The common case, inline: room to spare and nobody waiting (whenRoom's first branch).
-    if (this.state !== "closed" && this.waiting.length === 0 && this.fits(body.length)) {
-      return this.request(frame, body.length);
+    if (!this.closed && this.waiting.length === 0 && this.fits(body.length)) {
+      return this.request(frame, body.length, partition);
     }
-    return this.whenRoom(body.length, false, () => this.request(frame, body.length));
+    return this.whenRoom(body.length, false, () => this.request(frame, body.length, partition));
   }
 
   /**
@@ -322,7 +381,7 @@ export class Client {
       );
     }
     const frame = { kind: "DeclareTopic", requestId: 0, topic, topicKind: kind } as const;
-    return this.whenRoom(0, false, () => this.request(frame, 0));
+    return this.whenRoom(0, false, () => this.request(frame, 0, partitionOf(topic)));
   }
 
   /**
@@ -333,7 +392,7 @@ export class Client {
     if (typeof router !== "string" || router.length === 0 || Buffer.byteLength(router) > 255) {
       return Promise.reject(new NeuronError("InvalidArgument", "a router id is 1..255 bytes"));
     }
-    return this.whenRoom(0, false, () => this.request({ kind: "Drain", requestId: 0, router }, 0));
+    return this.whenRoom(0, false, () => this.request({ kind: "Drain", requestId: 0, router }, 0, -1));
   }
 
   /**
@@ -364,7 +423,7 @@ export class Client {
     this.subscriptions.set(state.id, state);
     const frame = { kind: "Subscribe", requestId: 0, subscriptionId: state.id, topic, fromOffset } as const;
     try {
-      await this.whenRoom(0, false, () => this.request(frame, 0));
+      await this.whenRoom(0, false, () => this.request(frame, 0, -1));
       state.registered = true;
     } catch (error) {
       state.active = false;
@@ -377,8 +436,8 @@ export class Client {
         if (!state.active) return;
         state.active = false;
         this.subscriptions.delete(state.id);
-        if (this.state !== "connected") return;
-        await this.request({ kind: "Unsubscribe", requestId: 0, subscriptionId: state.id }, 0).catch(
+        if (this.links.home === undefined) return;
+        await this.request({ kind: "Unsubscribe", requestId: 0, subscriptionId: state.id }, 0, -1).catch(
           (error: NeuronError) => {
             // The subscription is gone either way once the connection is gone (a resent
             // Unsubscribe finds none on the new connection).
@@ -391,9 +450,9 @@ export class Client {
     };
   }
 
-  /** Closes the connection; pending requests reject with Closed. Idempotent. */
+  /** Closes every link; pending requests reject with Closed. Idempotent. */
   async close(): Promise<void> {
-    if (this.state === "closed") return;
+    if (this.closed) return;
     this.shutDown("closed by the application");
   }
 
@@ -406,7 +465,7 @@ export class Client {
    * BufferFull or Closed.
    */
   private whenRoom(bytes: number, woken: boolean, send: () => Promise<void>): Promise<void> {
-    if (this.state === "closed") {
+    if (this.closed) {
       return Promise.reject(new NeuronError("Closed", `client is closed: ${this.closeReason}`));
     }
     if (this.fits(bytes) && (woken || this.waiting.length === 0)) {
@@ -437,18 +496,19 @@ export class Client {
     );
   }
 
-  private request(frame: Frame & { requestId: number }, bytes: number): Promise<void> {
+  /** `partition`: whose leader takes it, or -1 for the home router. */
+  private request(frame: Frame & { requestId: number }, bytes: number, partition: number): Promise<void> {
     const { promise, resolve, reject } = Promise.withResolvers<void>();
-    const requestId = this.nextRequestId++;
-    (frame as { requestId: number }).requestId = requestId;
     const deadlineMs = this.burstClockMs() + this.requestTimeoutMs;
     const topic = "topic" in frame ? frame.topic : undefined;
     const request: PendingRequest = {
-      requestId,
+      id: this.nextRequestId++,
       kind: frame.kind,
       topic,
+      partition,
       frame,
-      sent: false,
+      connection: undefined,
+      linkRequestId: 0,
       sends: 0,
       bytes,
       resolve,
@@ -457,8 +517,9 @@ export class Client {
     };
     this.pending.push(request);
     this.pendingBytes += bytes;
+    if (frame.kind === "Subscribe") this.subscribing += 1;
     this.deadlineTimer ??= this.clock.schedule(this.requestTimeoutMs, this.expire);
-    if (this.state === "connected" && this.link !== undefined) this.sendRequest(this.link, request);
+    this.dispatch(request);
     return promise;
   }
 
@@ -489,7 +550,7 @@ export class Client {
         return;
       }
       this.settle(
-        request.requestId,
+        request,
         new NeuronError(
           "Timeout",
           `${request.kind} to ${describeTarget(request.topic)} got no answer within ${this.requestTimeoutMs} ms`,
@@ -498,33 +559,37 @@ export class Client {
     }
   };
 
-  private sendRequest(link: Link, request: PendingRequest): void {
-    const result = link.send(request.frame);
-    if (result.ok) {
-      request.sent = true;
-      request.sends += 1;
-      return;
-    }
+  /** Sends a request that waits on no link, if one is open for it; else it waits for one. */
+  private dispatch(request: PendingRequest): void {
+    // While a subscribe waits for its answer, everything goes where it went (see the header).
+    const connection = this.links.connectionFor(request.partition, this.subscribing > 0);
+    if (connection === undefined) return;
+    const result = connection.send(request);
     // Too big for the router's frames: refuse. Any other failure means the link is closing;
-    // the request stays unsent and goes out on the next connection.
-    if (result.error.tag === "FrameTooLarge") {
-      this.settle(request.requestId, new NeuronError("PayloadTooLarge", result.error.message));
+    // the request goes out on another link once that is noticed.
+    if (!result.ok && result.error.tag === "FrameTooLarge") {
+      this.settle(request, new NeuronError("PayloadTooLarge", result.error.message));
     }
   }
 
+  /** Sends every request that waits on no link, oldest first (request ids increase on a link). */
+  private dispatchWaiting(): void {
+    for (const request of this.pending.list()) if (request.connection === undefined) this.dispatch(request);
+  }
+
   /** Settles one request: resolves it if `error` is undefined. */
-  private settle(requestId: number, error?: NeuronError): void {
-    const request = this.pending.remove(requestId);
-    if (request === undefined) return;
+  private settle(request: PendingRequest, error?: NeuronError): void {
+    if (this.pending.remove(request.id) === undefined) return;
+    request.connection?.remove(request);
     this.pendingBytes -= request.bytes;
+    const frame = request.frame;
+    if (frame.kind === "Subscribe") this.subscribing -= 1;
     if (error === undefined) {
-      const frame = request.frame;
       if (frame.kind === "Publish" && frame.producerId === this.producerId) {
         this.acknowledged.set(frame.topic, frame.sequence);
       }
       request.resolve();
     } else {
-      const frame = request.frame;
       if (frame.kind === "Publish" && frame.producerId === this.producerId) {
         // Sequence n failed and was not stored: the partition waits for n before n + 1, so
         // the next publishes start a new producer (their sequences from 1) instead of
@@ -539,7 +604,7 @@ export class Client {
   }
 
   private wakeWaiting(): void {
-    if (this.state === "closed") {
+    if (this.closed) {
       for (const wake of this.waiting.splice(0)) wake();
       return;
     }
@@ -548,9 +613,9 @@ export class Client {
     if (this.pending.size < this.maxInFlight) this.waiting.shift()?.();
   }
 
-  // --- frames from the router -------------------------------------------------------------
+  // --- frames from the routers ------------------------------------------------------------
 
-  private receive(frame: Frame): void {
+  private receive(connection: RouterConnection, frame: Frame): void {
     switch (frame.kind) {
       case "Message":
         return this.deliver(frame);
@@ -564,19 +629,26 @@ export class Client {
       }
       case "Ack": {
         const through = frame.throughRequestId;
-        for (let request = this.pending.oldest(); request !== undefined; request = this.pending.oldest()) {
-          if (request.requestId > through) break;
-          this.settle(request.requestId);
+        for (let sent = connection.oldest(); sent !== undefined; sent = connection.oldest()) {
+          if (sent.linkRequestId > through) break;
+          this.settle(sent as PendingRequest);
         }
         return;
       }
       case "Refusal": {
+        const request = connection.get(frame.requestId);
+        if (request === undefined) return;
         const code = routerCodeToClient[frame.code] ?? "Refused";
-        this.settle(frame.requestId, new NeuronError(code, `router refused: ${frame.message}`, frame.code));
+        this.settle(
+          request as PendingRequest,
+          new NeuronError(code, `router refused: ${frame.message}`, frame.code),
+        );
         return;
       }
+      case "Leader":
+        return this.links.learnLeader(frame.partition, frame.router, frame.address);
       default:
-        this.link?.close("ProtocolViolation", `a router may not send ${frame.kind} to a client`);
+        connection.link.close("ProtocolViolation", `a router may not send ${frame.kind} to a client`);
     }
   }
 
@@ -601,52 +673,13 @@ export class Client {
     }
   }
 
-  // --- connection -------------------------------------------------------------------------
+  // --- links ----------------------------------------------------------------------------
 
-  /** One connection attempt to seed `index`; returns why it failed, or undefined. */
-  private async tryConnect(index: number): Promise<string | undefined> {
-    const address = this.seeds[index]!;
-    let link: Link;
-    try {
-      link = await this.transport.connect({
-        address,
-        credentials: {
-          ca: this.options.ca,
-          cert: this.options.cert,
-          key: this.options.key,
-        } satisfies Credentials,
-        hello: {
-          kind: "Hello",
-          agent: `neuron-client/${clientVersion}`,
-          frameMaxBytes: 2 ** 31 - 1,
-          payloadMaxBytes: 2 ** 31 - 1,
-        },
-        expectRole: "router",
-        timeoutMs: this.options.connectTimeoutMs ?? 5000,
-      });
-    } catch (error) {
-      return error instanceof AxonFailure ? error.message : String(error);
-    }
-    if (this.state === "closed") {
-      link.close("ShuttingDown", "client closed while connecting");
-      return "client closed";
-    }
-    this.seedIndex = index;
-    this.link = link;
-    this.payloadMaxBytes = link.peerHello.payloadMaxBytes;
-    this.state = "connected";
-    link.start({
-      frame: (frame) => this.receive(frame),
-      closed: (reason) => this.linkClosed(link, reason.message),
-    });
-    this.options.onEvent?.({
-      kind: "connected",
-      router: link.peer.id,
-      address: `${address.host}:${address.port}`,
-    });
-    // Send what waited (lowest ids first: request ids must increase on a link), then
-    // re-register the subscriptions.
-    for (const request of this.pending.list()) if (!request.sent) this.sendRequest(link, request);
+  /** `connection` is the home router now: what waited is sent, and the subscriptions are registered there. */
+  private becameHome(connection: RouterConnection): void {
+    this.payloadMaxBytes = connection.link.peerHello.payloadMaxBytes;
+    this.options.onEvent?.({ kind: "connected", router: connection.router, address: connection.address });
+    this.dispatchWaiting();
     for (const subscription of this.subscriptions.values()) {
       if (subscription.active && subscription.registered) {
         const fromOffset = subscription.positioned ? subscription.lastOffset + 1 : subscription.fromOffset;
@@ -659,68 +692,44 @@ export class Client {
             fromOffset,
           },
           0,
+          -1,
         ).catch((error: NeuronError) =>
           this.options.onEvent?.({ kind: "resubscribeFailed", error, topic: subscription.topic }),
         );
       }
     }
-    return undefined;
   }
 
-  private linkClosed(link: Link, reason: string): void {
-    if (this.link !== link || this.state === "closed") return;
-    this.link = undefined;
-    this.state = "reconnecting";
-    this.options.onEvent?.({ kind: "disconnected", reason });
-    // Sent and unanswered: sent again on the next connection (the routers store a publish
-    // once, and the other requests are idempotent), unless sent too often already.
-    for (const request of this.pending.list()) {
-      if (!request.sent) continue;
-      request.sent = false;
+  /** A link closed: what was sent on it and not answered goes out again on another one. */
+  private lost(connection: RouterConnection, reason: string, wasHome: boolean): void {
+    // Sent and unanswered: sent again on another link (the routers store a publish once, and
+    // the other requests are idempotent), unless sent too often already.
+    for (const request of connection.release() as PendingRequest[]) {
       if (request.sends <= this.retriesMax) continue;
       this.settle(
-        request.requestId,
+        request,
         new NeuronError(
           "ConnectionLost",
           `connection to the router broke before ${request.kind} was acknowledged, ${request.sends} times (${reason})`,
         ),
       );
     }
-    this.scheduleReconnect(1);
-  }
-
-  private scheduleReconnect(attempt: number): void {
-    const limit = this.options.reconnectAttemptsMax ?? 120;
-    if (attempt > limit) {
-      this.shutDown(`gave up after ${limit} reconnect attempts`);
-      return;
+    if (wasHome) {
+      this.options.onEvent?.({ kind: "disconnected", reason });
+    } else {
+      this.options.onEvent?.({ kind: "leaderUnlinked", router: connection.router, reason });
+      this.dispatchWaiting();
     }
-    const [firstMs, maxMs] = this.options.reconnectBackoffMs ?? [50, 2000];
-    // The first retry goes to another seed at once; later ones back off with jitter.
-    const baseMs = attempt === 1 ? 0 : Math.min(maxMs, firstMs * 2 ** (attempt - 2));
-    const delayMs = baseMs * (0.5 + this.random.nextFloat() / 2);
-    this.options.onEvent?.({ kind: "reconnecting", attempt, delayMs });
-    this.reconnectTimer = this.clock.schedule(delayMs, () => {
-      this.reconnectTimer = undefined;
-      if (this.state !== "reconnecting") return;
-      const index = (this.seedIndex + attempt) % this.seeds.length;
-      void this.tryConnect(index).then((error) => {
-        if (error !== undefined && this.state === "reconnecting") this.scheduleReconnect(attempt + 1);
-      });
-    });
   }
 
   private shutDown(reason: string): void {
-    this.state = "closed";
+    this.closed = true;
     this.closeReason = reason;
-    this.reconnectTimer?.cancel();
     this.deadlineTimer?.cancel();
     this.deadlineTimer = undefined;
-    const link = this.link;
-    this.link = undefined;
-    link?.close("ShuttingDown", "client closing");
+    this.links.close();
     for (const request of this.pending.list()) {
-      this.settle(request.requestId, new NeuronError("Closed", `client is closed: ${reason}`));
+      this.settle(request, new NeuronError("Closed", `client is closed: ${reason}`));
     }
     for (const wake of this.waiting.splice(0)) wake();
     this.options.onEvent?.({ kind: "closed", reason });

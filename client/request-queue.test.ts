@@ -15,7 +15,7 @@ describe("request queue", () => {
         fc.integer({ min: 0, max: 2 ** 40 }),
         fc.array(operation, { maxLength: 200 }),
         (start, ops) => {
-          const queue = new RequestQueue<{ requestId: number }>(4);
+          const queue = new RequestQueue<{ requestId: number }>((request) => request.requestId, 4);
           const reference = new Map<number, { requestId: number }>();
           let next = start;
           for (const op of ops) {
@@ -52,7 +52,7 @@ describe("request queue", () => {
   });
 
   it("refuses an id that does not follow the last one", () => {
-    const queue = new RequestQueue<{ requestId: number }>();
+    const queue = new RequestQueue<{ requestId: number }>((request) => request.requestId);
     queue.push({ requestId: 7 });
     expect(() => queue.push({ requestId: 9 })).toThrow(/consecutive/);
   });

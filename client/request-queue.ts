@@ -1,25 +1,25 @@
 // The client's requests that wait for an answer, in id order: a ring buffer indexed by id.
-// A client numbers its requests with one counter, so while any are pending their ids are
+// Ids come from one counter (the client's, or one link's), so while any are pending they are
 // consecutive and request `id` sits in slot `id & mask`; no hashing, no per-entry allocation,
 // and the oldest one is at hand (an Ack settles a prefix, a timeout starts from the oldest).
+// `idOf` reads an item's id: the client files each request twice, by its own id and by its id
+// on the link it was sent on.
 //
 // Invariant: every id in [headId, tailId) maps to its request or to a hole (settled out of
 // order, by a Refusal); slots outside that range are empty; the request at headId, if any
 // request is pending, is present.
 // Trap: the range can hold holes, so it may be wider than `size`; it grows when full.
 
-export interface QueuedRequest {
-  readonly requestId: number;
-}
-
-export class RequestQueue<T extends QueuedRequest> {
+export class RequestQueue<T> {
+  private readonly idOf: (item: T) => number;
   private slots: (T | undefined)[];
   private mask: number;
   private headId = 0;
   private tailId = 0;
   private live = 0;
 
-  constructor(initialSlots = 1024) {
+  constructor(idOf: (item: T) => number, initialSlots = 1024) {
+    this.idOf = idOf;
     let capacity = 1;
     while (capacity < initialSlots) capacity *= 2;
     this.slots = new Array<T | undefined>(capacity).fill(undefined);
@@ -33,7 +33,7 @@ export class RequestQueue<T extends QueuedRequest> {
 
   /** Adds the next request; its id must follow the last one's (any id when empty). */
   push(request: T): void {
-    const id = request.requestId;
+    const id = this.idOf(request);
     if (this.live === 0) {
       this.headId = id;
       this.tailId = id;

@@ -1,11 +1,12 @@
 // The region mesh with real router processes (harness/): a partition activated through the
 // controller and replicated on three routers; persistent publishes through one router reach a
-// subscriber on another, in order, with increasing offsets. (Failures under load:
-// mesh-failover.test.ts.)
+// subscriber on another, in order, with increasing offsets, and the publisher then sends to
+// the partition's leader directly. (Failures under load: mesh-failover.test.ts.)
 import { Effect } from "effect";
 import { describe, expect, it } from "vitest";
 import { connect, type ReceivedMessage } from "../client/index.ts";
 import { Cluster, type RouterStatus } from "../harness/index.ts";
+import { partitionOf } from "../src/partitions/index.ts";
 
 interface MeshStatus {
   readonly roster: readonly string[];
@@ -62,6 +63,28 @@ describe("region mesh (real processes)", () => {
         );
         const offsets = received.map((message) => message.offset);
         expect(offsets.every((offset, index) => index === 0 || offset > offsets[index - 1]!)).toBe(true);
+        // r3 passed the publishes on to the leader and named it: the publisher links to it.
+        yield* cluster.waitUntil(
+          cluster.views().pipe(
+            Effect.map((views) => {
+              const partition = partitionOf("orders.eu");
+              const leader = [...views].find(([, status]) =>
+                mesh(status).groups.some((group) => group.group === partition && group.role === "leader"),
+              )?.[0];
+              const route = publisher.routeOf("orders.eu");
+              return (
+                (leader !== undefined && route === leader) || `leader ${leader}, publisher sends to ${route}`
+              );
+            }),
+          ),
+          { timeoutMs: 10_000, what: "the publisher sending to the partition's leader" },
+        );
+        yield* Effect.promise(() => publisher.publish("orders.eu", "direct"));
+        yield* cluster.waitUntil(
+          Effect.sync(() => received.length > count || "the direct publish not delivered yet"),
+          { timeoutMs: 10_000, what: "the publish sent straight to the leader delivered" },
+        );
+        expect(received[count]!.payload.toString()).toBe("direct");
         yield* Effect.promise(() => Promise.all([subscriber.close(), publisher.close()]));
       }),
     );

@@ -6,8 +6,11 @@
 import type { ErrorCode } from "../wire/index.ts";
 
 export type Outcome =
-  /** `offset`: what the answer reports, if anything (ForwardResult.offset). */
-  | { readonly ok: true; readonly offset?: number }
+  /**
+   * `offset`: what the answer reports, if anything (ForwardResult.offset). `by`: the router
+   * that answered as the group's leader, when it is not this one (the request was forwarded).
+   */
+  | { readonly ok: true; readonly offset?: number; readonly by?: string }
   | {
       readonly ok: false;
       readonly code: ErrorCode;

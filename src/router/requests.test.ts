@@ -244,7 +244,7 @@ describe("GroupRequests: where a request goes", () => {
     expect(tracked.outcome).toBeUndefined();
     s.requests.answered("b", result(frame.requestId, doneAt(12)));
     await settleMicrotasks();
-    expect(tracked.outcome).toEqual(doneAt(12));
+    expect(tracked.outcome).toEqual({ ok: true, offset: 12, by: "b" });
     expect(s.atLeaderCalls).toEqual([]);
   });
 
@@ -255,7 +255,20 @@ describe("GroupRequests: where a request goes", () => {
     await settleMicrotasks();
     s.requests.answered("b", result(s.links.lastForward().frame.requestId, done));
     await settleMicrotasks();
-    expect(tracked.outcome).toEqual({ ok: true });
+    expect(tracked.outcome).toEqual({ ok: true, by: "b" });
+  });
+
+  it("the router that answered ok is the next request's first choice for a group this router does not replicate", async () => {
+    const s = setup({ guess: (attempt) => ["c", "b"][attempt % 2]! });
+    s.links.respond = (peer) => (peer === "b" ? done : failed("NoLeader", "no leader here"));
+    const first = track(s);
+    await settle(s, first);
+    expect(first.outcome).toEqual({ ok: true, by: "b" });
+    expect(s.links.forwards().map(({ peer }) => peer)).toEqual(["c", "b"]);
+    const second = track(s);
+    await settle(s, second);
+    expect(second.outcome).toEqual({ ok: true, by: "b" });
+    expect(s.links.forwards().map(({ peer }) => peer)).toEqual(["c", "b", "b"]);
   });
 
   it("an answer from another router than the one asked, or for an unknown request id, is ignored", async () => {
@@ -270,7 +283,7 @@ describe("GroupRequests: where a request goes", () => {
     expect(tracked.outcome).toBeUndefined();
     s.requests.answered("b", result(requestId, doneAt(5)));
     await settleMicrotasks();
-    expect(tracked.outcome).toEqual(doneAt(5));
+    expect(tracked.outcome).toEqual({ ok: true, offset: 5, by: "b" });
   });
 
   it("a replica removed from the group does not trust its node's leader", async () => {
@@ -334,7 +347,7 @@ describe("GroupRequests: retries", () => {
     expect(s.links.forwards().map(({ peer }) => peer)).toEqual(["b", "c"]);
     s.requests.answered("c", result(s.links.lastForward().frame.requestId, done));
     await settleMicrotasks();
-    expect(tracked.outcome).toEqual(done);
+    expect(tracked.outcome).toEqual({ ok: true, by: "c" });
   });
 
   it("two routers naming each other are asked at most three times before a pause", async () => {
@@ -608,7 +621,7 @@ describe("GroupRequests: bounds and stopping", () => {
     expect(third.outcome).toMatchObject({ ok: false, code: "LimitReached" });
     s.requests.answered("b", result(s.links.forwards()[0]!.frame.requestId, done));
     await settleMicrotasks();
-    expect(first.outcome).toEqual(done);
+    expect(first.outcome).toEqual({ ok: true, by: "b" });
     const fourth = track(s);
     await settleMicrotasks();
     expect(s.links.forwards()).toHaveLength(3);

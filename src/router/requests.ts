@@ -240,7 +240,15 @@ export class GroupRequests {
         peer: target,
         settle: (outcome) => {
           timer.cancel();
-          resolve(outcome);
+          if (!outcome.ok) return resolve(outcome);
+          // It leads the group (a router answers only for groups it leads): remembered for
+          // the next request, and named to the client (session.ts).
+          if (this.replica(group) === undefined) this.hints.set(group, target);
+          resolve(
+            outcome.offset === undefined
+              ? { ok: true, by: target }
+              : { ok: true, offset: outcome.offset, by: target },
+          );
         },
       });
     });

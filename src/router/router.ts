@@ -16,6 +16,7 @@ import {
   parseAddress,
   type RefusedConnection,
   type Transport,
+  type TransportKind,
   tlsTransport,
 } from "../axon/index.ts";
 import { SubscriptionTable } from "../delivery/index.ts";
@@ -109,6 +110,7 @@ export class Router {
         }
       }
       const gossip = await router.startMembership(clients, {
+        ...(clientsQuic === undefined ? {} : { clients_quic: clientsQuic }),
         ...(router.region.linksAddress === undefined ? {} : { links: router.region.linksAddress }),
         ...(router.statusServer === undefined ? {} : { metrics: router.statusServer.address }),
       });
@@ -225,6 +227,14 @@ export class Router {
     return parsed.ok ? parsed.address : null;
   }
 
+  /** Where `router` serves clients over `transport`, as it advertises in membership. */
+  private clientAddressOf(router: string, transport: TransportKind): string | null {
+    const member = this.membership?.members().find((candidate) => candidate.id === router);
+    if (member === undefined || !(member.state === "alive" || member.state === "suspect")) return null;
+    const name = transport === "quic" ? "clients_quic" : transport === "tls" ? "clients" : undefined;
+    return name === undefined ? null : (member.addresses[name] ?? null);
+  }
+
   private isAlive(router: string): boolean {
     if (router === this.config.id) return true;
     const member = this.membership?.members().find((candidate) => candidate.id === router);
@@ -240,10 +250,10 @@ export class Router {
   }
 
   /** Starts gossip if configured and joins through the seeds; returns the bound gossip address. */
-  /** `others`: more listeners to advertise to the other routers (links, metrics). */
+  /** `others`: more listeners to advertise to the other routers (QUIC clients, links, metrics). */
   private async startMembership(
     clients: Address,
-    others: { readonly links?: Address; readonly metrics?: Address },
+    others: { readonly clients_quic?: Address; readonly links?: Address; readonly metrics?: Address },
   ): Promise<Address | undefined> {
     const bind = this.config.listen.gossip;
     const settings = this.config.gossip;
@@ -349,7 +359,14 @@ export class Router {
       link.close("TooManyClients", `this router serves at most ${this.config.limits.clientsMax} clients`);
       return;
     }
-    const session = new ClientSession(link, this.delivery, this.region!, this.config.limits, this.counters);
+    const session = new ClientSession(
+      link,
+      this.delivery,
+      this.region!,
+      this.config.limits,
+      this.counters,
+      (router, transport) => this.clientAddressOf(router, transport),
+    );
     this.sessions.add(session);
     this.log.info("client connected", {
       client: link.peer.id,

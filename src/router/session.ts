@@ -6,10 +6,13 @@
 // out of order (partitions commit independently), so the Ack covers the longest prefix of
 // finished requests: `open` holds the unfinished ids in order. Acks are coalesced: at most one
 // per microtask.
+// A publish or declaration that this router passed on to the partition's leader elsewhere is
+// followed by a Leader frame naming that leader (once per partition until it changes), so the
+// client sends the partition's next requests there itself (client/partition-map.ts).
 // Bad input (invalid topic, oversized payload, bad producer id, duplicate or unknown
 // subscription id, a request id that does not increase) is refused with a code and changes
 // nothing.
-import type { Link } from "../axon/index.ts";
+import type { Link, TransportKind } from "../axon/index.ts";
 import { isValidProducerId } from "../delivery/index.ts";
 import { checkTopic, isValidTopic, partitionOf } from "../partitions/index.ts";
 import type {
@@ -44,12 +47,18 @@ interface SessionSubscription {
   started: boolean;
 }
 
+/** Where router `router` serves clients over `transport` ("host:port"), or null if unknown. */
+export type ClientAddressOf = (router: string, transport: TransportKind) => string | null;
+
 export class ClientSession implements FeedSubscriber {
   readonly link: Link;
   private readonly delivery: LocalDelivery;
   private readonly region: Region;
   private readonly limits: RouterLimits;
   private readonly counters: SessionCounters;
+  private readonly clientAddressOf: ClientAddressOf;
+  /** The leader last named to the client for each partition (Leader frames). Bounded by the partition count. */
+  private readonly namedLeaders = new Map<number, string>();
   /** By subscription id. Invariant: mirrors this session's entries in the delivery table. */
   private readonly subscriptions = new Map<number, SessionSubscription>();
   private lastRequestId = 0;
@@ -78,12 +87,14 @@ export class ClientSession implements FeedSubscriber {
     region: Region,
     limits: RouterLimits,
     counters: SessionCounters,
+    clientAddressOf: ClientAddressOf,
   ) {
     this.link = link;
     this.delivery = delivery;
     this.region = region;
     this.limits = limits;
     this.counters = counters;
+    this.clientAddressOf = clientAddressOf;
   }
 
   get subscriptionCount(): number {
@@ -209,14 +220,24 @@ export class ClientSession implements FeedSubscriber {
     this.link.send({ kind: "Ack", throughRequestId: through });
   };
 
-  /** Request `requestId` finishes when `outcome` settles; the Ack waits for it. */
-  private track(requestId: number, outcome: Promise<Outcome>, onFailure?: () => void): void {
+  /**
+   * Request `requestId` finishes when `outcome` settles; the Ack waits for it. A request for
+   * `partition` that another router answered as its leader names that leader to the client.
+   */
+  private track(
+    requestId: number,
+    outcome: Promise<Outcome>,
+    onFailure?: () => void,
+    partition?: number,
+  ): void {
     this.open.push(requestId);
     outcome.then(
       (result) => {
         if (!result.ok) {
           onFailure?.();
           this.refuse(requestId, result.code, result.message);
+        } else if (result.by !== undefined && partition !== undefined) {
+          this.nameLeader(partition, result.by);
         }
         this.finish(requestId);
       },
@@ -240,6 +261,14 @@ export class ClientSession implements FeedSubscriber {
       this.openHead = 0;
     }
     this.scheduleAck();
+  }
+
+  private nameLeader(partition: number, router: string): void {
+    if (this.namedLeaders.get(partition) === router || this.link.closed) return;
+    const address = this.clientAddressOf(router, this.link.transport);
+    if (address === null) return;
+    this.namedLeaders.set(partition, router);
+    this.link.send({ kind: "Leader", partition, router, address });
   }
 
   private refuse(requestId: number, code: ErrorCode, message: string): void {
@@ -272,23 +301,35 @@ export class ClientSession implements FeedSubscriber {
       );
     }
     this.counters.published += 1;
+    const partition = partitionOf(frame.topic);
     const publish = () =>
       this.region.publish(
         frame.topic,
-        partitionOf(frame.topic),
+        partition,
         frame.payload,
         frame.headers,
         frame.producerId,
         frame.sequence,
         frame.ackedSequence,
       );
-    this.track(frame.requestId, this.barrier === null ? publish() : this.barrier.then(publish));
+    this.track(
+      frame.requestId,
+      this.barrier === null ? publish() : this.barrier.then(publish),
+      undefined,
+      partition,
+    );
   }
 
   private declareTopic(frame: DeclareTopic): void {
     if (!isValidTopic(frame.topic)) return this.refuseTopic(frame.requestId, frame.topic);
-    const declare = () => this.region.declareTopic(frame.topic, partitionOf(frame.topic), frame.topicKind);
-    this.track(frame.requestId, this.barrier === null ? declare() : this.barrier.then(declare));
+    const partition = partitionOf(frame.topic);
+    const declare = () => this.region.declareTopic(frame.topic, partition, frame.topicKind);
+    this.track(
+      frame.requestId,
+      this.barrier === null ? declare() : this.barrier.then(declare),
+      undefined,
+      partition,
+    );
   }
 
   private subscribe(frame: Subscribe): void {

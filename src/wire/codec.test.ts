@@ -90,6 +90,12 @@ const frameOfKind: { readonly [K in FrameKind]: fc.Arbitrary<Extract<Frame, { ki
   }),
   Drain: fc.record({ kind: fc.constant("Drain"), requestId: id, router: unicode }),
   Subscribed: fc.record({ kind: fc.constant("Subscribed"), subscriptionId: id, offset: id }),
+  Leader: fc.record({
+    kind: fc.constant("Leader"),
+    partition: fc.integer({ min: 0, max: 65_535 }),
+    router: unicode,
+    address: unicode,
+  }),
   // Groups 0..65535 are partitions and 65536 the controller (partitions/controller-state.ts).
   Forward: fc.record({
     kind: fc.constant("Forward"),
@@ -681,7 +687,7 @@ describe("hand-written path matches avsc", () => {
   });
 });
 
-describe("wire version 2", () => {
+describe("wire versions 2 and 3: the frames and fields they added", () => {
   const malformedWith = (pattern: RegExp) => ({
     ok: false,
     error: { tag: "MalformedFrame", message: expect.stringMatching(pattern) },
@@ -719,10 +725,11 @@ describe("wire version 2", () => {
       [{ kind: "Forward", requestId: 1, group: 65_536, command: Buffer.from([1, 2]) }, 15],
       [sampleForwardResult, 16],
       [sampleDeliver, 17],
+      [{ kind: "Leader", partition: 7, router: "r2", address: "127.0.0.1:7412" }, 20],
     ];
     for (const [f, number] of samples) {
       const bytes = encodeFrame(f);
-      expect([bytes[4], bytes[5]]).toEqual([2, number]);
+      expect([bytes[4], bytes[5]]).toEqual([wireVersion, number]);
       expect(decodeFrame(bytes)).toMatchObject({ ok: true, frame: f });
     }
   });
@@ -776,7 +783,7 @@ describe("wire version 2", () => {
       error: {
         tag: "UnsupportedVersion",
         version: 1,
-        message: "wire version 1 is not supported; this peer speaks version 2",
+        message: `wire version 1 is not supported; this peer speaks version ${wireVersion}`,
       },
     });
     // The same body labelled version 2 lacks the new fields.
@@ -787,7 +794,7 @@ describe("wire version 2", () => {
 
   it("refuses every frame kind labelled with another version, and the stream goes on", () => {
     fc.assert(
-      fc.property(frame, fc.constantFrom(0, 1, 3, 255), (f, version) => {
+      fc.property(frame, fc.constantFrom(0, 1, 2, 4, 255), (f, version) => {
         const bytes = Buffer.from(encodeFrame(f));
         bytes[4] = version;
         expect(decodeFrame(bytes)).toMatchObject({
@@ -863,18 +870,21 @@ describe("wire version 2", () => {
     }
   });
 
-  it("refuses a Deliver whose partition is outside 0..65535", () => {
-    for (const partition of [-1, 65_536, 2 ** 31 - 1, -(2 ** 31)]) {
-      expect(decodeFrame(avscBytes({ ...sampleDeliver, partition } as Frame))).toEqual({
-        ok: false,
-        error: { tag: "MalformedFrame", message: "malformed frame: partition must be in 0..65535" },
-      });
-    }
-    for (const partition of [0, 65_535]) {
-      expect(decodeFrame(avscBytes({ ...sampleDeliver, partition } as Frame))).toMatchObject({
-        ok: true,
-        frame: { kind: "Deliver", partition },
-      });
+  it("refuses a Deliver or Leader whose partition is outside 0..65535", () => {
+    const sampleLeader: Frame = { kind: "Leader", partition: 7, router: "r2", address: "127.0.0.1:7412" };
+    for (const sample of [sampleDeliver, sampleLeader]) {
+      for (const partition of [-1, 65_536, 2 ** 31 - 1, -(2 ** 31)]) {
+        expect(decodeFrame(avscBytes({ ...sample, partition } as Frame))).toEqual({
+          ok: false,
+          error: { tag: "MalformedFrame", message: "malformed frame: partition must be in 0..65535" },
+        });
+      }
+      for (const partition of [0, 65_535]) {
+        expect(decodeFrame(avscBytes({ ...sample, partition } as Frame))).toMatchObject({
+          ok: true,
+          frame: { kind: sample.kind, partition },
+        });
+      }
     }
   });
 

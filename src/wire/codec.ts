@@ -441,6 +441,8 @@ function checkFields(frame: Frame): string | undefined {
       return frame.partition >= 0 && frame.partition < 65_536
         ? checkHeaders(frame.headers)
         : "partition must be in 0..65535";
+    case "Leader":
+      return frame.partition >= 0 && frame.partition < 65_536 ? undefined : "partition must be in 0..65535";
     case "Goodbye":
       return undefined;
   }

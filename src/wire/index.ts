@@ -27,6 +27,7 @@ export {
   type Goodbye,
   type Headers,
   type Hello,
+  type Leader,
   headersMax,
   type Message,
   type Ping,

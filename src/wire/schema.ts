@@ -13,7 +13,7 @@
 import avro from "avsc";
 import { boundedStringMapType } from "./avro-bounded.ts";
 
-export const wireVersion = 2;
+export const wireVersion = 3;
 
 /** Error codes that cross the wire (in Refusal and Goodbye frames). Append only. */
 export const errorCodes = [
@@ -227,6 +227,20 @@ export interface Subscribed {
   readonly offset: number;
 }
 
+/**
+ * Router to client: partition `partition` is led by router `router`, whose clients' listener
+ * (of the transport this link uses) is `address` ("host:port"). Sent after this router passed
+ * a request of the client's on to that leader, so the client sends the partition's next
+ * requests there itself (client/partition-map.ts). A hint: the router it names forwards
+ * whatever it no longer leads.
+ */
+export interface Leader {
+  readonly kind: "Leader";
+  readonly partition: number;
+  readonly router: string;
+  readonly address: string;
+}
+
 export type Frame =
   | Hello
   | Ping
@@ -246,7 +260,8 @@ export type Frame =
   | ForwardResult
   | Deliver
   | Drain
-  | Subscribed;
+  | Subscribed
+  | Leader;
 export type FrameKind = Frame["kind"];
 
 const errorCodeSchema = { type: "enum", name: "ErrorCode", symbols: [...errorCodes] } as const;
@@ -391,6 +406,14 @@ export const frameTypes: Readonly<Record<FrameKind, { readonly number: number; r
       type: record("Subscribed", [
         { name: "subscriptionId", type: "long" },
         { name: "offset", type: "long" },
+      ]),
+    },
+    Leader: {
+      number: 20,
+      type: record("Leader", [
+        { name: "partition", type: "int" },
+        { name: "router", type: "string" },
+        { name: "address", type: "string" },
       ]),
     },
     Drain: {
