@@ -162,8 +162,15 @@ export class RaftNode extends LeaderRole {
     const hardState = this.currentHardState();
     const soft = this.prevSoftState;
     const previous = this.prevHardState;
+    const persistBeforeSending = previous.term !== this.term || previous.vote !== this.vote;
     const ready: Ready = {
-      persistBeforeSending: previous.term !== this.term || previous.vote !== this.vote,
+      persistBeforeSending,
+      mustSync:
+        persistBeforeSending ||
+        previous.damagedUpTo !== hardState.damagedUpTo ||
+        this.truncateFrom !== 0 ||
+        this.log.pendingSnapshot !== null ||
+        this.log.unstable.length > 0,
       softState:
         soft.leader !== this.leader || soft.role !== this.role
           ? { leader: this.leader, role: this.role }

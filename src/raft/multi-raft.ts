@@ -124,6 +124,22 @@ const earlyTypes = new Set<Message["type"]>(["append", "heartbeat", "snapshot", 
 /** Messages that may create an empty replica of a group this router does not hold yet. */
 const creatingTypes = new Set<Message["type"]>(["append", "heartbeat", "snapshot", "vote", "preVote"]);
 
+/**
+ * Whether a Ready's committed entries may be applied before the sync of its writes: they are
+ * all durable here already (none is among the entries it stages, and it installs or drops
+ * nothing), so only the commit index in its hard state is not. An applied entry that is not in
+ * the local log after a crash broke etcd's persisted state machine (etcd-io/etcd#10508); ours
+ * is rebuilt from the log, but the rule keeps it safe for when it is not. A commit index lost
+ * in a crash is learned again from the leader, and reads wait for a commit in the reader's
+ * own term (leader.ts), so a stale one never answers a read.
+ */
+function appliesBeforeSync(ready: Ready): boolean {
+  if (ready.committedEntries.length === 0 || ready.snapshot !== null || ready.truncateFrom !== 0)
+    return false;
+  const firstStaged = ready.entries[0];
+  return firstStaged === undefined || ready.committedEntries.at(-1)!.index < firstStaged.index;
+}
+
 export class MultiRaft {
   readonly id: NodeId;
   readonly config: RaftConfig;
@@ -407,9 +423,9 @@ export class MultiRaft {
     const store = this.options.store;
     const early: Message[] = [];
     const late: Message[] = [];
-    let persisted = false;
+    let mustSync = false;
     for (const [node, ready] of work) {
-      if (persistReady(store, node.group, ready)) persisted = true;
+      if (persistReady(store, node.group, ready)) mustSync = true;
       for (const message of ready.messages) {
         (earlyTypes.has(message.type) && !ready.persistBeforeSending ? early : late).push(message);
       }
@@ -421,14 +437,19 @@ export class MultiRaft {
       for (const message of ready.messages)
         if (message.type === "snapshot") node.reportSnapshot(message.to, true);
     }
-    if (persisted) {
+    // Committed entries this node already holds durably need not wait for this sync (thesis
+    // §10.2.1; etcd applies them while it persists): a leader's commit index moving on is only
+    // a hard state to write, and its proposers hear at once. Entries staged in this round wait.
+    for (const [node, ready] of work) if (appliesBeforeSync(ready)) this.applyCommitted(node, ready);
+    if (mustSync) {
       await store.sync();
       this.counters.syncs += 1;
     }
     if (this.stopped) return;
     this.sendAll(late, true);
     for (const [node, ready] of work) {
-      this.applyReady(node, ready);
+      this.applyCommitted(node, ready);
+      this.applyState(node, ready);
       node.advance(ready);
       if (ready.snapshot !== null || ready.committedEntries.some((entry) => entry.kind === "config")) {
         this.setGroupPeers(node.group, node);
@@ -460,7 +481,8 @@ export class MultiRaft {
     }
   }
 
-  private applyReady(node: RaftNode, ready: Ready): void {
+  /** A Ready's snapshot and committed entries to the state machine; proposals settle. Idempotent. */
+  private applyCommitted(node: RaftNode, ready: Ready): void {
     const group = node.group;
     const waiters = this.proposals.get(group);
     if (ready.snapshot !== null) {
@@ -505,6 +527,12 @@ export class MultiRaft {
         }
       }
     }
+  }
+
+  /** A Ready's leadership change and read states, once its writes are durable. */
+  private applyState(node: RaftNode, ready: Ready): void {
+    const group = node.group;
+    const waiters = this.proposals.get(group);
     if (ready.softState !== null) {
       this.options.stateMachine.leadershipChanged(group, ready.softState);
       if (ready.softState.role !== "leader") {

@@ -5,16 +5,11 @@
 import type { GroupId, LogStore } from "../storage/index.ts";
 import type { Ready } from "./types.ts";
 
-/** Stages `ready`'s writes for `group`; returns whether there was anything to stage. */
+/** Stages `ready`'s writes for `group`; returns whether they must be synced before going on (Ready.mustSync). */
 export function persistReady(store: LogStore, group: GroupId, ready: Ready): boolean {
   if (ready.truncateFrom !== 0) store.truncate(group, ready.truncateFrom);
   if (ready.snapshot !== null) store.installSnapshot(group, ready.snapshot);
   if (ready.entries.length > 0) store.append(group, ready.entries);
   if (ready.hardState !== null) store.setHardState(group, ready.hardState);
-  return (
-    ready.truncateFrom !== 0 ||
-    ready.snapshot !== null ||
-    ready.entries.length > 0 ||
-    ready.hardState !== null
-  );
+  return ready.mustSync;
 }

@@ -270,6 +270,26 @@ describe("commitment (§5.4.2, §3.6.2)", () => {
     ack(other, "c", 2); // two followers are a quorum of three without the leader
     expect(other.raft.log.committed).toBe(2);
   });
+
+  it("a Ready must be synced for entries, a term or a vote, but not for a commit index alone (persisted lazily)", () => {
+    const leader = replicatingLeader();
+    leader.raft.propose(bytes("x"));
+    const withEntry = flush(leader);
+    expect(withEntry.entries).toHaveLength(1);
+    expect(withEntry.mustSync).toBe(true);
+    ack(leader, "b", 2);
+    const commitOnly = flush(leader);
+    expect(commitOnly.hardState?.commit).toBe(2);
+    expect(commitOnly.committedEntries.map((e) => e.index)).toEqual([2]);
+    expect(commitOnly.mustSync).toBe(false);
+
+    const follower = start("b", ["a", "b", "c"]);
+    flush(follower);
+    follower.raft.step(message({ type: "heartbeat", from: "a", to: "b", term: 5 }));
+    const newTerm = flush(follower);
+    expect(newTerm.hardState?.term).toBe(5);
+    expect(newTerm.mustSync).toBe(true);
+  });
 });
 
 describe("flow control (§10.2)", () => {

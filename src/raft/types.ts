@@ -96,6 +96,13 @@ export interface Ready {
    * sync (a leader may send its appends before its own fsync only in a term already durable).
    */
   readonly persistBeforeSending: boolean;
+  /**
+   * True when this Ready's writes must be durable before its messages go and it is advanced:
+   * entries, a snapshot, a truncation, or a hard state whose term, vote or damage mark moved.
+   * A hard state that only moves the commit index is staged but need not be synced (it is
+   * persisted lazily, HardState.commit; etcd's MustSync): the next sync carries it.
+   */
+  readonly mustSync: boolean;
   readonly softState: SoftState | null;
   readonly hardState: HardState | null;
   /** Non-zero: drop this index and everything after it (a damaged range; see HardState.damagedUpTo). */
