@@ -561,6 +561,11 @@ class SimFileHandle implements FileHandle {
     return this.disk.syncInode(this.inode, this.generation, this.path, false);
   }
 
+  async writeAndSync(data: Uint8Array, position: number): Promise<void> {
+    await this.write(data, position);
+    await this.sync();
+  }
+
   readSync(target: Uint8Array, targetOffset: number, length: number, position: number): number {
     this.check();
     const bytes = this.inode.current;

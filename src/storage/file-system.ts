@@ -5,6 +5,7 @@
 // Contract (what the store relies on, and what SimDisk models):
 // - `write` and `truncate` reach the disk only after the handle's `sync()` (fdatasync) resolves;
 //   a crash before that may lose them, or keep a prefix of them, torn at any byte.
+//   `writeAndSync` is a write followed by that sync, in one step where the platform has one.
 // - Creating, renaming and unlinking a file reach the disk only after `syncDirectory(dir)` of
 //   its directory resolves. The port never fsyncs a directory by itself: the store decides when
 //   (one directory fsync can cover many files).
@@ -13,7 +14,7 @@
 // Trap: after a failed `sync()`, the kernel may have dropped the dirty pages and marked them
 // clean: a later `sync()` can succeed without the data being on disk. Callers must treat a
 // failed sync as the end of the file's trustworthiness (the store's fsync gate).
-import { closeSync, readSync as fsReadSync, fstatSync, openSync } from "node:fs";
+import { closeSync, constants, readSync as fsReadSync, fstatSync, openSync } from "node:fs";
 import { mkdir, open, readdir, rename, unlink } from "node:fs/promises";
 
 export interface FileHandle {
@@ -22,6 +23,8 @@ export interface FileHandle {
   write(data: Uint8Array, position: number): Promise<void>;
   /** fdatasync: every write and truncate before the call is durable once it resolves. */
   sync(): Promise<void>;
+  /** `write` then `sync`: once it resolves, `data` and everything written before are durable. */
+  writeAndSync(data: Uint8Array, position: number): Promise<void>;
   /** Reads up to `length` bytes at `position` into `target[targetOffset..]`; returns the count
    *  read (short at the end of the file). */
   readSync(target: Uint8Array, targetOffset: number, length: number, position: number): number;
@@ -52,26 +55,50 @@ export interface FileSystem {
   mkdirp(dir: string): Promise<void>;
 }
 
+type NodeHandle = Awaited<ReturnType<typeof open>>;
+
+/**
+ * `writeAndSync` goes through a second descriptor of the file opened with O_DSYNC: the write
+ * returns once its data (and the size needed to read it) is on disk, as after fdatasync, in
+ * one trip to the thread pool instead of two (measured here: p50 167 against 232 us for a
+ * 300-byte append). Writes and truncates not yet synced fall back to write + fdatasync, since
+ * an O_DSYNC write makes only itself durable.
+ */
 class NodeFileHandle implements FileHandle {
   readonly path: string;
-  private readonly handle: Awaited<ReturnType<typeof open>>;
+  private readonly handle: NodeHandle;
+  private durable: NodeHandle | undefined;
+  /** A write or truncate since the last sync. */
+  private dirty = false;
 
-  constructor(path: string, handle: Awaited<ReturnType<typeof open>>) {
+  constructor(path: string, handle: NodeHandle) {
     this.path = path;
     this.handle = handle;
   }
 
   async write(data: Uint8Array, position: number): Promise<void> {
-    let done = 0;
-    while (done < data.byteLength) {
-      const { bytesWritten } = await this.handle.write(data, done, data.byteLength - done, position + done);
-      if (bytesWritten <= 0) throw new Error(`write to ${this.path} made no progress`);
-      done += bytesWritten;
+    this.dirty = true;
+    await writeAll(this.handle, this.path, data, position);
+  }
+
+  async sync(): Promise<void> {
+    const dirty = this.dirty;
+    this.dirty = false;
+    try {
+      await this.handle.datasync();
+    } catch (error) {
+      this.dirty ||= dirty;
+      throw error;
     }
   }
 
-  sync(): Promise<void> {
-    return this.handle.datasync();
+  async writeAndSync(data: Uint8Array, position: number): Promise<void> {
+    if (this.dirty) {
+      await this.write(data, position);
+      return this.sync();
+    }
+    this.durable ??= await open(this.path, constants.O_WRONLY | constants.O_DSYNC);
+    await writeAll(this.durable, this.path, data, position);
   }
 
   readSync(target: Uint8Array, targetOffset: number, length: number, position: number): number {
@@ -89,11 +116,22 @@ class NodeFileHandle implements FileHandle {
   }
 
   truncate(size: number): Promise<void> {
+    this.dirty = true;
     return this.handle.truncate(size);
   }
 
-  close(): Promise<void> {
-    return this.handle.close();
+  async close(): Promise<void> {
+    await this.durable?.close();
+    await this.handle.close();
+  }
+}
+
+async function writeAll(handle: NodeHandle, path: string, data: Uint8Array, position: number): Promise<void> {
+  let done = 0;
+  while (done < data.byteLength) {
+    const { bytesWritten } = await handle.write(data, done, data.byteLength - done, position + done);
+    if (bytesWritten <= 0) throw new Error(`write to ${path} made no progress`);
+    done += bytesWritten;
   }
 }
 

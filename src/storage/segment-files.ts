@@ -49,8 +49,7 @@ export class SegmentFiles {
   async writeAndSync(seq: number, bytes: Uint8Array, position: number): Promise<void> {
     const handle = this.handles.get(seq);
     if (handle === undefined) throw new Error(`${segmentName(seq)} is not open`);
-    await handle.write(bytes, position);
-    await handle.sync();
+    await handle.writeAndSync(bytes, position);
   }
 
   /** Reads bytes of segment `seq` synchronously; a reason string if they cannot all be read. */
