@@ -27,6 +27,7 @@ import {
   encodePartitionCommand,
   encodeReplayRequest,
   isReplayRequest,
+  type PartitionCommand,
   PartitionState,
   type PartitionStateLimits,
   type ReplayRequest,
@@ -199,7 +200,8 @@ export class Region {
         group === controllerGroup || this.controller.replicasAtActivation(group as PartitionId) !== undefined,
       activate: (group) => this.activate(group as PartitionId),
       guessLeader: (group, attempt) => this.guessLeader(group, attempt),
-      atLeader: (group, command, origin) => this.atLeader(group, command, origin),
+      atLeader: (group, command, origin, decoded) =>
+        this.atLeader(group, command, origin, decoded as PartitionCommand | undefined),
     });
     this.reconciler = new Reconciler({
       id: options.id,
@@ -277,7 +279,7 @@ export class Region {
     sequence: number,
     ackedSequence: number,
   ): Promise<Outcome> {
-    const command = encodePartitionCommand({
+    const publish: PartitionCommand = {
       kind: "Publish",
       topic,
       payload,
@@ -285,8 +287,8 @@ export class Region {
       producerId,
       sequence,
       ackedSequence,
-    });
-    return this.requests.request(partition, command);
+    };
+    return this.requests.request(partition, encodePartitionCommand(publish), publish);
   }
 
   declareTopic(topic: string, partition: number, kind: TopicKind): Promise<Outcome> {
@@ -402,17 +404,25 @@ export class Region {
 
   // ---- the leader's side ---------------------------------------------------------------------
 
-  /** A request for a group this router leads, from `origin`. */
-  private async atLeader(group: GroupId, command: Uint8Array, origin: string): Promise<Outcome> {
+  /** A request for a group this router leads, from `origin`; `decoded`: `command` decoded, if at hand. */
+  private async atLeader(
+    group: GroupId,
+    command: Uint8Array,
+    origin: string,
+    decoded: PartitionCommand | undefined,
+  ): Promise<Outcome> {
     if (group === controllerGroup) return this.controllerRequest(command);
-    if (isReplayRequest(command)) {
-      const replay = decodeReplayRequest(command);
-      if (!replay.ok) return failed("MalformedFrame", `partition ${group}: ${replay.message}`);
-      return this.replayAt(group, replay.request, origin);
+    let request = decoded;
+    if (request === undefined) {
+      if (isReplayRequest(command)) {
+        const replay = decodeReplayRequest(command);
+        if (!replay.ok) return failed("MalformedFrame", `partition ${group}: ${replay.message}`);
+        return this.replayAt(group, replay.request, origin);
+      }
+      const read = decodePartitionCommand(command);
+      if (!read.ok) return failed("MalformedFrame", `partition ${group}: ${read.error.message}`);
+      request = read.command;
     }
-    const decoded = decodePartitionCommand(command);
-    if (!decoded.ok) return failed("MalformedFrame", `partition ${group}: ${decoded.error.message}`);
-    const request = decoded.command;
     if (this.multi.group(group)?.caughtUpAsLeader !== true) {
       // A new leader has not applied what its predecessor committed yet (a topic declared
       // persistent, say): deciding now could treat it as ephemeral and drop the message.

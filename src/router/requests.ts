@@ -31,8 +31,17 @@ export interface GroupRequestsOptions {
   readonly activate: (group: GroupId) => Promise<Outcome>;
   /** A router that may lead `group` (it answers with the leader if not), varied by `attempt`. */
   readonly guessLeader: (group: GroupId, attempt: number) => string | null;
-  /** Handles a request for a group this router leads, from `origin` (this router or a peer). */
-  readonly atLeader: (group: GroupId, command: Uint8Array, origin: string) => Promise<Outcome>;
+  /**
+   * Handles a request for a group this router leads, from `origin` (this router or a peer).
+   * `decoded`: what the caller of `request` passed along with the command (its decoded form,
+   * so the leader need not decode what it just encoded); undefined for a peer's request.
+   */
+  readonly atLeader: (
+    group: GroupId,
+    command: Uint8Array,
+    origin: string,
+    decoded: unknown,
+  ) => Promise<Outcome>;
   /** Forwards waiting at once, and forwarded requests handled at once. Default 100,000. */
   readonly forwardsMax?: number;
 }
@@ -78,8 +87,8 @@ export class GroupRequests {
     this.forwardsMax = options.forwardsMax ?? 100_000;
   }
 
-  /** Sends `command` to the leader of `group`, retrying until the deadline. */
-  async request(group: GroupId, command: Uint8Array): Promise<Outcome> {
+  /** Sends `command` to the leader of `group`, retrying until the deadline; `decoded`: see atLeader. */
+  async request(group: GroupId, command: Uint8Array, decoded?: unknown): Promise<Outcome> {
     this.stats.requests += 1;
     const { clock, id } = this.options;
     const deadlineMs = clock.nowMs() + this.options.deadlineMs;
@@ -102,7 +111,7 @@ export class GroupRequests {
       }
       const node = this.replica(group);
       if (node?.role === "leader") {
-        last = await this.options.atLeader(group, command, id);
+        last = await this.options.atLeader(group, command, id, decoded);
         if (!isRetriable(last)) return last;
         await this.pause(group, retryPauseMs);
         continue;
@@ -156,7 +165,7 @@ export class GroupRequests {
       return;
     }
     this.handling += 1;
-    this.options.atLeader(frame.group, frame.command, peer).then(
+    this.options.atLeader(frame.group, frame.command, peer, undefined).then(
       (outcome) => {
         this.handling -= 1;
         this.reply(peer, frame.requestId, outcome);
