@@ -86,6 +86,8 @@ export type PersistentReport =
       readonly syncErrors: number;
       readonly syncLatencies: Float64Array;
       readonly firstError: string | undefined;
+      /** Neuron: the router the client sent the last publishes to (it links to the leader the routers name); NATS: "". */
+      readonly sentTo: string;
     }
   | {
       readonly type: "sub-done";
@@ -114,6 +116,8 @@ interface PersistentClient {
   /** Resolves once the server acked the message (for NATS failover runs: with a msgID). */
   publish(payload: Uint8Array, sequence: number): Promise<{ duplicate: boolean }>;
   subscribe(handler: (payload: Uint8Array) => void): Promise<void>;
+  /** Where the next publish goes (Neuron: `routeOf`), or "" if the client does not choose. */
+  sentTo(): string;
   close(): Promise<void>;
 }
 
@@ -160,6 +164,7 @@ async function neuronClient(job: PersistentJob): Promise<PersistentClient> {
     async subscribe(handler) {
       await client.subscribe(job.topic, (message) => handler(message.payload));
     },
+    sentTo: () => client.routeOf(job.topic) ?? "",
     close: () => client.close(),
   };
 }
@@ -186,6 +191,7 @@ async function natsClient(job: PersistentJob): Promise<PersistentClient> {
       const consumer = await js.consumers.get(job.stream, { deliver_policy: DeliverPolicy.All });
       await consumer.consume({ max_messages: 1000, callback: (message) => handler(message.data) });
     },
+    sentTo: () => "",
     close: () => connection.close(),
   };
 }
@@ -246,6 +252,7 @@ async function publisher(job: PersistentJob): Promise<void> {
   parentPort!.postMessage({ type: "measured" } satisfies PersistentReport);
   const syncLatencies = new Float64Array(job.syncMsgs);
   const sync = await publishWindow(client, job, run.next, job.syncMsgs, 1, job.syncSecs, syncLatencies);
+  const sentTo = client.sentTo();
   await client.close();
   const kept = latencies.slice(0, run.acked);
   const keptSync = syncLatencies.slice(0, sync.acked);
@@ -261,6 +268,7 @@ async function publisher(job: PersistentJob): Promise<void> {
       syncErrors: sync.errors,
       syncLatencies: keptSync,
       firstError: run.firstError ?? sync.firstError,
+      sentTo,
     } satisfies PersistentReport,
     [kept.buffer, keptSync.buffer],
   );

@@ -480,6 +480,10 @@ export async function runR3(
     }
     if (published.firstError !== undefined)
       log(`#   ${system} r3: first publish error: ${published.firstError}`);
+    if (published.sentTo !== "")
+      log(
+        `#   ${system} r3: the publisher, connected to ${placement.followers[0]}, sent to ${published.sentTo}`,
+      );
     const secs = (published.endMs - published.startMs) / 1000;
     const subSecs = (lastArrivalMs - published.startMs) / 1000;
     return {

@@ -6,9 +6,10 @@
 //   empty (a replica being added) when a leader or candidate of the group writes to us. One
 //   ticker ticks only awake groups; quiesced ones cost nothing.
 // - Group commit: every Ready drained in one round is persisted, then one `store.sync()`
-//   covers them all. Leader-to-follower messages (appends, heartbeats) leave before that
-//   sync (thesis §10.2.1: the leader counts itself only once persisted); votes and
-//   acknowledgements leave after it.
+//   covers them all (skipped when none must be synced: Ready.mustSync; committed entries
+//   already durable here are applied before it, see appliesBeforeSync). Leader-to-follower
+//   messages (appends, heartbeats) leave before that sync (thesis §10.2.1: the leader counts
+//   itself only once persisted); votes and acknowledgements leave after it.
 // - Coalescing: each round sends at most two batches per peer router (before and after the
 //   sync), heartbeats as a few numbers per group (batch.ts). Every `heartbeatTicks` each peer
 //   gets a batch, empty if need be: the router-level liveness beat. A peer silent for
