@@ -253,7 +253,7 @@ export class FramedLink implements Link {
     this.flush();
   };
 
-  private flush(): void {
+  flush(): void {
     const bytes = this.encoder.take();
     if (bytes !== undefined && this.state !== "closed") this.channel.write(bytes);
   }

@@ -42,6 +42,11 @@ export interface Link {
   start(handler: LinkHandler): void;
   /** Queues a frame for the next batched write. Fails only if the frame is over the limit. */
   send(frame: Frame): EncodeResult;
+  /**
+   * Writes what is queued now rather than after this turn of the event loop: for a sender
+   * about to do a long synchronous step (the Raft shell before staging its fsync).
+   */
+  flush(): void;
   /** Bytes queued and not yet taken by the network. */
   readonly bufferedBytes: number;
   /** False while `bufferedBytes` is over the link's high-water mark. */

@@ -200,6 +200,11 @@ export class LinkRaftTransport implements RaftTransport {
     if (batch.messages.length > 0) this.sendMessages(link, batch, payloadMaxBytes);
   }
 
+  /** Writes what every link in use has queued, now (RaftTransport.flush). */
+  flush(): void {
+    for (const link of this.links.values()) if (!link.closed) link.flush();
+  }
+
   /**
    * Queues one of the router's own frames for `peer`; false if there is no open link (a dial
    * starts) or the frame does not fit the link's limits. A Deliver is also refused while the

@@ -42,6 +42,8 @@ import type { Message, Ready, SoftState } from "./types.ts";
 export interface RaftTransport {
   /** Best effort: a batch may be lost; Raft retries. `batch.to` names the peer router. */
   send(batch: RaftBatch): void;
+  /** Writes what `send` queued now (the shell calls it before staging a sync). */
+  flush?(): void;
 }
 
 /** The application above the groups: the partition's stream in Neuron, a checker in the simulator. */
@@ -432,6 +434,9 @@ export class MultiRaft {
       }
     }
     this.sendAll(early, false);
+    // Out before the sync is staged (checksums and copies of the whole round's writes, done
+    // synchronously): the followers start their own fsync that much sooner.
+    if (mustSync && early.length > 0) this.options.transport.flush?.();
     for (const [node, ready] of work) {
       // The transport is best effort: treat a sent snapshot as delivered and let the probe
       // that follows find out (a lost one is sent again when the follower rejects the probe).
