@@ -7,9 +7,9 @@
 // next requests there directly (partition-map.ts), saving a hop. A router that no longer leads
 // a partition forwards the request anyway and names the new leader, so a moved leadership
 // costs no error; a broken link to a leader sends what waited on it, and that leader's
-// partitions, back through the home router. Subscriptions stay on the home router, and while
-// one is being registered publishes go there too (the router orders a publish after a
-// subscribe sent before it on the same link).
+// partitions, back through the home router. Subscriptions and declarations go to the home
+// router, and while one is pending publishes go there too: the router orders a publish after
+// a subscribe sent before it on the same link, and the leader one after a declaration.
 //
 // Flow control: at most `maxInFlight` requests and `maxPendingBytes` payload bytes are
 // unacknowledged or unsent at once. Past that, `publish` waits for room (at most
@@ -215,8 +215,11 @@ export class Client {
   /** Every unsettled request, by id. A request is sent on a link (`connection`) or waits for one. */
   private readonly pending = new RequestQueue<PendingRequest>((request) => request.id);
   private pendingBytes = 0;
-  /** Subscribe requests not yet answered: publishes go through the home router meanwhile. */
-  private subscribing = 0;
+  /**
+   * Subscribe and DeclareTopic requests not yet answered (both go to the home router):
+   * everything else goes there too meanwhile, so it reaches the partition's leader after them.
+   */
+  private ordering = 0;
   private readonly waiting: (() => void)[] = [];
   private readonly subscriptions = new Map<number, SubscriptionState>();
   private payloadMaxBytes = Number.POSITIVE_INFINITY;
@@ -308,7 +311,7 @@ export class Client {
   /** The router the client sends `topic`'s requests to now (its leader if known and linked). */
   routeOf(topic: string): string | undefined {
     if (!isValidTopic(topic)) return undefined;
-    return this.links.connectionFor(partitionOf(topic), this.subscribing > 0)?.router;
+    return this.links.connectionFor(partitionOf(topic), this.ordering > 0)?.router;
   }
 
   get isClosed(): boolean {
@@ -381,7 +384,7 @@ export class Client {
       );
     }
     const frame = { kind: "DeclareTopic", requestId: 0, topic, topicKind: kind } as const;
-    return this.whenRoom(0, false, () => this.request(frame, 0, partitionOf(topic)));
+    return this.whenRoom(0, false, () => this.request(frame, 0, -1));
   }
 
   /**
@@ -517,7 +520,7 @@ export class Client {
     };
     this.pending.push(request);
     this.pendingBytes += bytes;
-    if (frame.kind === "Subscribe") this.subscribing += 1;
+    if (frame.kind === "Subscribe" || frame.kind === "DeclareTopic") this.ordering += 1;
     this.deadlineTimer ??= this.clock.schedule(this.requestTimeoutMs, this.expire);
     this.dispatch(request);
     return promise;
@@ -561,8 +564,8 @@ export class Client {
 
   /** Sends a request that waits on no link, if one is open for it; else it waits for one. */
   private dispatch(request: PendingRequest): void {
-    // While a subscribe waits for its answer, everything goes where it went (see the header).
-    const connection = this.links.connectionFor(request.partition, this.subscribing > 0);
+    // While a subscribe or a declaration waits for its answer, everything follows it (see the header).
+    const connection = this.links.connectionFor(request.partition, this.ordering > 0);
     if (connection === undefined) return;
     const result = connection.send(request);
     // Too big for the router's frames: refuse. Any other failure means the link is closing;
@@ -583,7 +586,7 @@ export class Client {
     request.connection?.remove(request);
     this.pendingBytes -= request.bytes;
     const frame = request.frame;
-    if (frame.kind === "Subscribe") this.subscribing -= 1;
+    if (frame.kind === "Subscribe" || frame.kind === "DeclareTopic") this.ordering -= 1;
     if (error === undefined) {
       if (frame.kind === "Publish" && frame.producerId === this.producerId) {
         this.acknowledged.set(frame.topic, frame.sequence);

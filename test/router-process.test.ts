@@ -88,6 +88,19 @@ describe("one router, real processes", () => {
     expect(got.messages[7]!.topic).toBe("orders");
   });
 
+  it("a publish sent right after declaring its topic persistent, without waiting, is stored", async () => {
+    const router = await startRouter();
+    const publisher = await client([router.clients]);
+    const declared = publisher.declareTopic("ledger", "persistent");
+    const published = Array.from({ length: 20 }, (_, index) => publisher.publish("ledger", `m${index}`));
+    await Promise.all([declared, ...published]);
+    const reader = await client([router.clients]);
+    const got = collect();
+    await reader.subscribe("ledger", got.handler, { from: 1 });
+    await waitFor(() => got.messages.length >= 20, "the stored messages replayed");
+    expect(got.texts()).toEqual(Array.from({ length: 20 }, (_, index) => `m${index}`));
+  });
+
   it("fans out to many subscribers and not to other topics or unsubscribed ones", async () => {
     const router = await startRouter();
     const subscribers = await Promise.all(Array.from({ length: 5 }, () => client([router.clients])));

@@ -166,6 +166,13 @@ export class Region {
   private readonly reconciler: Reconciler;
   /** The last interest change of each topic still in progress (see interest()). */
   private readonly interestChanges = new Map<string, Promise<Outcome>>();
+  /**
+   * Declarations this router proposed as a partition's leader that have not settled, by topic.
+   * A publish to such a topic waits for its declaration: deciding its kind before the entry
+   * applies would send a message meant to be stored as an ephemeral one. Bounded by the
+   * requests in flight.
+   */
+  private readonly declaring = new Map<string, Promise<Outcome>>();
   private stopped = false;
 
   private constructor(options: RegionOptions, store: DiskStore, links: LinkRaftTransport | undefined) {
@@ -423,12 +430,25 @@ export class Region {
       if (!read.ok) return failed("MalformedFrame", `partition ${group}: ${read.error.message}`);
       request = read.command;
     }
+    if (request.kind === "Publish") {
+      const declaration = this.declaring.get(request.topic);
+      if (declaration !== undefined) await declaration;
+    }
     if (this.multi.group(group)?.caughtUpAsLeader !== true) {
       // A new leader has not applied what its predecessor committed yet (a topic declared
       // persistent, say): deciding now could treat it as ephemeral and drop the message.
       return failed("NoLeader", `partition ${group}'s new leader is catching up`);
     }
     const state = this.partitionState(group);
+    if (request.kind === "DeclareTopic") {
+      const topic = request.topic;
+      const declaration = this.propose(group, command);
+      this.declaring.set(topic, declaration);
+      void declaration.then(() => {
+        if (this.declaring.get(topic) === declaration) this.declaring.delete(topic);
+      });
+      return declaration;
+    }
     if (request.kind === "Publish") {
       const kind = state.kindOf(request.topic) ?? this.ruleFor(request.topic);
       if (kind === undefined) {

@@ -69,9 +69,10 @@ export class ClientSession implements FeedSubscriber {
   private lastAcked = 0;
   private ackScheduled = false;
   /**
-   * The latest interest registration of this session still in progress: later requests start
-   * after it, so a publish sent after a subscribe on one connection reaches that subscriber
-   * (as a NATS user expects), even though the two go to the leader by different paths.
+   * The latest interest registration or topic declaration of this session still in progress:
+   * later requests start after it, so a publish sent after a subscribe on one connection
+   * reaches that subscriber (as a NATS user expects), even though the two go to the leader by
+   * different paths, and one sent after a declaration is stored or not as declared.
    */
   private barrier: Promise<unknown> | null = null;
   /**
@@ -324,12 +325,19 @@ export class ClientSession implements FeedSubscriber {
     if (!isValidTopic(frame.topic)) return this.refuseTopic(frame.requestId, frame.topic);
     const partition = partitionOf(frame.topic);
     const declare = () => this.region.declareTopic(frame.topic, partition, frame.topicKind);
-    this.track(
-      frame.requestId,
-      this.barrier === null ? declare() : this.barrier.then(declare),
-      undefined,
-      partition,
-    );
+    const declared = this.barrier === null ? declare() : this.barrier.then(declare);
+    // Later requests wait for it: a publish sent after a declaration must find the topic's kind.
+    this.raiseBarrier(declared);
+    this.track(frame.requestId, declared, undefined, partition);
+  }
+
+  /** Later requests of this session start once `until` settles (and whatever it follows). */
+  private raiseBarrier(until: Promise<unknown>): void {
+    const barrier = Promise.all([this.barrier, until]);
+    this.barrier = barrier;
+    void barrier.then(() => {
+      if (this.barrier === barrier) this.barrier = null;
+    });
   }
 
   private subscribe(frame: Subscribe): void {
@@ -364,11 +372,7 @@ export class ClientSession implements FeedSubscriber {
       partitionOf(frame.topic),
       frame.fromOffset,
     );
-    const barrier = Promise.all([this.barrier, registered]);
-    this.barrier = barrier;
-    void barrier.then(() => {
-      if (this.barrier === barrier) this.barrier = null;
-    });
+    this.raiseBarrier(registered);
     this.track(frame.requestId, registered, () => {
       if (this.subscriptions.get(frame.subscriptionId) === subscription)
         this.subscriptions.delete(frame.subscriptionId);
