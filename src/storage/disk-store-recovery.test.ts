@@ -17,7 +17,7 @@ import {
   type StoreDump,
   segmentPaths,
 } from "./disk-fixtures.sim.ts";
-import type { DiskStore } from "./disk-store.ts";
+import { type DiskStore, openDiskStore } from "./disk-store.ts";
 import { damagedUnbounded, type Snapshot, StorageDamageError } from "./types.ts";
 
 const groups = [1, 2, 3];
@@ -451,5 +451,40 @@ describe("damage outside the records", () => {
     disk.crash();
     const { damage } = await reopenTwice(disk);
     expect(damage).toEqual([{ group: 1, fromIndex: 26, toIndex: 30, reason: expect.any(String) }]);
+  });
+});
+
+describe("what open reads is made durable", () => {
+  it("open fdatasyncs every recovered segment before it resolves (a crashed process may leave unsynced pages behind)", async () => {
+    const disk = newDisk();
+    const { store } = await openSim(disk, { segmentBytes: 4096 });
+    for (let batch = 0; batch < 6; batch++) {
+      store.append(1, entriesOf(1, batch * 100 + 1, batch * 100 + 100, 1));
+      await store.sync();
+    }
+    await store.close();
+    const segments = segmentPaths(disk);
+    expect(segments.length).toBeGreaterThan(2);
+    const synced: string[] = [];
+    const fs = disk.session();
+    const recording = {
+      ...fs,
+      async open(path: string, mode: "create" | "existing") {
+        const handle = await fs.open(path, mode);
+        return new Proxy(handle, {
+          get(target, key, receiver) {
+            const value = Reflect.get(target, key, receiver);
+            if (key !== "sync" || typeof value !== "function") return value;
+            return () => {
+              synced.push(path);
+              return (value as () => Promise<void>).call(target);
+            };
+          },
+        });
+      },
+    };
+    const reopened = await openDiskStore({ fs: recording, dir, segmentBytes: 4096 });
+    for (const path of segments) expect(synced, path).toContain(path);
+    await reopened.store.close();
   });
 });

@@ -7,7 +7,8 @@
 // Writes are staged: each call validates (a bad argument throws and changes nothing), updates
 // the in-memory view at once (reads see it), and encodes its record into one staging buffer.
 // `sync()` seals the buffer as a batch (hard states, then the commit record twice, listing
-// every record of the batch) and writes it with one write and one fdatasync. Calls made while a
+// every record of the batch) and writes it durably in one step (FileHandle.writeAndSync: an
+// O_DSYNC write, or a write and an fdatasync). Calls made while a
 // flush is in flight share it if nothing was staged since it started, or else the next one.
 // Flushes are strictly sequential: batch k+1 is written only after batch k is durable, which is
 // what lets recovery call a damaged last batch torn instead of lost (recovery.ts).
@@ -37,8 +38,13 @@
 //
 // Traps: entries and snapshots are kept by reference (in the cache and until their batch is
 // written): callers must not mutate an Entry's or Snapshot's data after handing it over. Staged
-// bytes are bounded by `stagedBytesMax`; the Raft core syncs every Ready, so it never comes
-// close. Every live segment keeps an open file handle (64 MiB each by default).
+// bytes are bounded by `stagedBytesMax`; the Raft shell syncs every Ready that stages entries
+// (a hard state is staged once per group until the next sync), so it never comes close.
+// Every live segment keeps an open file handle (64 MiB each by default).
+// Trap: after a process crash (not a power cut) the page cache may still hold a batch that was
+// written but never synced; it reads back intact. Open therefore fdatasyncs every recovered
+// segment before anything is acknowledged on top of it (an O_DSYNC write makes only itself
+// durable).
 
 import { DiskGroupLog, type EntryReader } from "./disk-group-log.ts";
 import {
@@ -203,6 +209,10 @@ export class DiskStore implements LogStore, EntryReader {
         await last.handle.sync();
       }
       continues = last.validEnd < this.options.segmentBytes;
+    }
+    // See the file's traps: what recovery read must be on the disk, not only in the page cache.
+    for (const segment of recovered.segments) {
+      if (segment !== last || last.committed) await segment.handle.sync();
     }
     if (continues) {
       this.stage.continueSegment(last!.seq, last!.validEnd);

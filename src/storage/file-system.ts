@@ -57,6 +57,9 @@ export interface FileSystem {
 
 type NodeHandle = Awaited<ReturnType<typeof open>>;
 
+/** O_DSYNC where the platform has it (not on Windows: there writeAndSync writes, then syncs). */
+const dsyncFlag: number | undefined = constants.O_DSYNC;
+
 /**
  * `writeAndSync` goes through a second descriptor of the file opened with O_DSYNC: the write
  * returns once its data (and the size needed to read it) is on disk, as after fdatasync, in
@@ -67,13 +70,17 @@ type NodeHandle = Awaited<ReturnType<typeof open>>;
 class NodeFileHandle implements FileHandle {
   readonly path: string;
   private readonly handle: NodeHandle;
-  private durable: NodeHandle | undefined;
-  /** A write or truncate since the last sync. */
-  private dirty = false;
+  private durable: Promise<NodeHandle> | undefined;
+  /**
+   * A write or truncate since the last sync, or (for a file that existed) perhaps one by an
+   * earlier process that crashed before syncing it.
+   */
+  private dirty: boolean;
 
-  constructor(path: string, handle: NodeHandle) {
+  constructor(path: string, handle: NodeHandle, existed: boolean) {
     this.path = path;
     this.handle = handle;
+    this.dirty = existed;
   }
 
   async write(data: Uint8Array, position: number): Promise<void> {
@@ -93,12 +100,12 @@ class NodeFileHandle implements FileHandle {
   }
 
   async writeAndSync(data: Uint8Array, position: number): Promise<void> {
-    if (this.dirty) {
+    if (this.dirty || dsyncFlag === undefined) {
       await this.write(data, position);
       return this.sync();
     }
-    this.durable ??= await open(this.path, constants.O_WRONLY | constants.O_DSYNC);
-    await writeAll(this.durable, this.path, data, position);
+    this.durable ??= open(this.path, constants.O_WRONLY | dsyncFlag);
+    await writeAll(await this.durable, this.path, data, position);
   }
 
   readSync(target: Uint8Array, targetOffset: number, length: number, position: number): number {
@@ -121,7 +128,9 @@ class NodeFileHandle implements FileHandle {
   }
 
   async close(): Promise<void> {
-    await this.durable?.close();
+    const durable = this.durable;
+    this.durable = undefined;
+    await durable?.then((handle) => handle.close());
     await this.handle.close();
   }
 }
@@ -139,7 +148,7 @@ async function writeAll(handle: NodeHandle, path: string, data: Uint8Array, posi
 export const nodeFileSystem: FileSystem = {
   async open(path, mode) {
     const handle = await open(path, mode === "create" ? "w+" : "r+");
-    return new NodeFileHandle(path, handle);
+    return new NodeFileHandle(path, handle, mode === "existing");
   },
   readFileSync(path) {
     const fd = openSync(path, "r");
