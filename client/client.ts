@@ -155,6 +155,14 @@ interface SubscriptionState {
   lastOffset: number;
   /** The router said where it starts (Subscribed): a reconnect resumes after `lastOffset`. */
   positioned: boolean;
+  /** A re-registration is on its way (a later home router gets that one, not another). */
+  resubscribing: boolean;
+}
+
+/** The requests of one partition sent and not answered, and the one link they are all on. */
+interface InFlight {
+  readonly connection: RouterConnection;
+  count: number;
 }
 
 export interface SubscribeOptions {
@@ -206,7 +214,7 @@ export class Client {
   private producerId = randomUUID();
   /** The last sequence this producer used on each topic (1, 2, ...). */
   private readonly sequences = new Map<string, number>();
-  /** The highest sequence acknowledged on each topic (acks come in sequence order per topic). */
+  /** The highest sequence acknowledged on each topic. */
   private readonly acknowledged = new Map<string, number>();
   private closed = false;
   private closeReason = "";
@@ -220,6 +228,13 @@ export class Client {
    * everything else goes there too meanwhile, so it reaches the partition's leader after them.
    */
   private ordering = 0;
+  /**
+   * By partition: its requests on their way. A partition's requests are all on one link at a
+   * time (see dispatch). Bounded by the partition count.
+   */
+  private readonly inFlight = new Map<number, InFlight>();
+  /** Some request waits for its partition's requests on another link to be answered. */
+  private held = false;
   private readonly waiting: (() => void)[] = [];
   private readonly subscriptions = new Map<number, SubscriptionState>();
   private payloadMaxBytes = Number.POSITIVE_INFINITY;
@@ -422,6 +437,7 @@ export class Client {
       fromOffset,
       lastOffset: 0,
       positioned: false,
+      resubscribing: false,
     };
     this.subscriptions.set(state.id, state);
     const frame = { kind: "Subscribe", requestId: 0, subscriptionId: state.id, topic, fromOffset } as const;
@@ -562,16 +578,48 @@ export class Client {
     }
   };
 
-  /** Sends a request that waits on no link, if one is open for it; else it waits for one. */
+  /**
+   * Sends a request that waits on no link, if one is open for it; else it waits for one. A
+   * partition's requests switch links (its leader became known, or a subscribe or declaration
+   * opened or closed its window) only once those on the old link are answered: requests on two
+   * paths would reach the leader out of order (a persistent one would be proposed, then
+   * skipped as out of sequence; an ephemeral one delivered out of order).
+   */
   private dispatch(request: PendingRequest): void {
     // While a subscribe or a declaration waits for its answer, everything follows it (see the header).
     const connection = this.links.connectionFor(request.partition, this.ordering > 0);
     if (connection === undefined) return;
+    const partition = request.partition;
+    const busy = partition >= 0 ? this.inFlight.get(partition) : undefined;
+    if (busy !== undefined && busy.connection !== connection) {
+      this.held = true;
+      return;
+    }
     const result = connection.send(request);
+    if (result.ok) {
+      if (busy !== undefined) busy.count += 1;
+      else if (partition >= 0) this.inFlight.set(partition, { connection, count: 1 });
+      return;
+    }
     // Too big for the router's frames: refuse. Any other failure means the link is closing;
     // the request goes out on another link once that is noticed.
-    if (!result.ok && result.error.tag === "FrameTooLarge") {
+    if (result.error.tag === "FrameTooLarge") {
       this.settle(request, new NeuronError("PayloadTooLarge", result.error.message));
+    }
+  }
+
+  /** The request no longer waits on its link (answered, or settled otherwise). */
+  private detach(request: PendingRequest): void {
+    const connection = request.connection;
+    if (connection === undefined) return;
+    connection.remove(request);
+    if (request.partition < 0) return;
+    const busy = this.inFlight.get(request.partition);
+    if (busy === undefined || busy.connection !== connection || --busy.count > 0) return;
+    this.inFlight.delete(request.partition);
+    if (this.held) {
+      this.held = false;
+      this.dispatchWaiting();
     }
   }
 
@@ -583,13 +631,16 @@ export class Client {
   /** Settles one request: resolves it if `error` is undefined. */
   private settle(request: PendingRequest, error?: NeuronError): void {
     if (this.pending.remove(request.id) === undefined) return;
-    request.connection?.remove(request);
+    this.detach(request);
     this.pendingBytes -= request.bytes;
     const frame = request.frame;
     if (frame.kind === "Subscribe" || frame.kind === "DeclareTopic") this.ordering -= 1;
     if (error === undefined) {
       if (frame.kind === "Publish" && frame.producerId === this.producerId) {
-        this.acknowledged.set(frame.topic, frame.sequence);
+        // Acks of one topic come in order on one link, but a resend after a broken link may
+        // be answered after later ones: the highest stays.
+        if (frame.sequence > (this.acknowledged.get(frame.topic) ?? 0))
+          this.acknowledged.set(frame.topic, frame.sequence);
       }
       request.resolve();
     } else {
@@ -684,8 +735,9 @@ export class Client {
     this.options.onEvent?.({ kind: "connected", router: connection.router, address: connection.address });
     this.dispatchWaiting();
     for (const subscription of this.subscriptions.values()) {
-      if (subscription.active && subscription.registered) {
+      if (subscription.active && subscription.registered && !subscription.resubscribing) {
         const fromOffset = subscription.positioned ? subscription.lastOffset + 1 : subscription.fromOffset;
+        subscription.resubscribing = true;
         void this.request(
           {
             kind: "Subscribe",
@@ -696,8 +748,14 @@ export class Client {
           },
           0,
           -1,
-        ).catch((error: NeuronError) =>
-          this.options.onEvent?.({ kind: "resubscribeFailed", error, topic: subscription.topic }),
+        ).then(
+          () => {
+            subscription.resubscribing = false;
+          },
+          (error: NeuronError) => {
+            subscription.resubscribing = false;
+            this.options.onEvent?.({ kind: "resubscribeFailed", error, topic: subscription.topic });
+          },
         );
       }
     }
@@ -705,9 +763,12 @@ export class Client {
 
   /** A link closed: what was sent on it and not answered goes out again on another one. */
   private lost(connection: RouterConnection, reason: string, wasHome: boolean): void {
+    const released = connection.release() as PendingRequest[];
+    for (const [partition, busy] of this.inFlight)
+      if (busy.connection === connection) this.inFlight.delete(partition);
     // Sent and unanswered: sent again on another link (the routers store a publish once, and
     // the other requests are idempotent), unless sent too often already.
-    for (const request of connection.release() as PendingRequest[]) {
+    for (const request of released) {
       if (request.sends <= this.retriesMax) continue;
       this.settle(
         request,
@@ -717,12 +778,10 @@ export class Client {
         ),
       );
     }
-    if (wasHome) {
-      this.options.onEvent?.({ kind: "disconnected", reason });
-    } else {
-      this.options.onEvent?.({ kind: "leaderUnlinked", router: connection.router, reason });
-      this.dispatchWaiting();
-    }
+    if (wasHome) this.options.onEvent?.({ kind: "disconnected", reason });
+    else this.options.onEvent?.({ kind: "leaderUnlinked", router: connection.router, reason });
+    this.held = false;
+    this.dispatchWaiting();
   }
 
   private shutDown(reason: string): void {

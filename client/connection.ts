@@ -56,6 +56,11 @@ export class RouterConnection {
     return this.sent.get(requestId);
   }
 
+  /** Requests waiting on this link. */
+  get waiting(): number {
+    return this.sent.size;
+  }
+
   /** The waiting request with the lowest id. */
   oldest(): LinkedRequest | undefined {
     return this.sent.oldest();

@@ -3,10 +3,13 @@
 // named (partition-map.ts). This file decides where a request goes and keeps the links up;
 // client.ts owns the requests and subscriptions and hears of every change through `events`.
 //
-// - A Leader frame naming a router this client has no link to dials it, unless there are
-//   `routerLinksMax` links already or its last dial failed under `leaderRedialMs` ago. A dial
-//   that reaches another router (by its certificate) than the one named is closed: the name
-//   was wrong, and its partitions keep going through the home router.
+// - A Leader frame naming a router this client has no link to dials it, unless its last dial
+//   failed under `leaderRedialMs` ago (the routers name a leader again while requests keep
+//   reaching it the long way, session.ts) or there are `routerLinksMax` links already and
+//   none is idle (not the home one, leading no partition known here, nothing waiting on it:
+//   such a link is closed to make room). A dial that reaches another router (by its
+//   certificate) than the one named is closed: the name was wrong, and its partitions keep
+//   going through the home router.
 // - A closed leader link forgets the partitions it led (they go home until named again). A
 //   closed home link hands the home role to another open link at once; with none left, the
 //   seeds are dialled again with backoff and jitter, up to `reconnectAttemptsMax` attempts.
@@ -28,6 +31,8 @@ import { PartitionMap } from "./partition-map.ts";
 
 /** After a failed dial, a leader is not dialled again for this long (its partitions go home). */
 const leaderRedialMs = 1_000;
+/** Routers the partition map may name (bounded on its own: more routers may lead than are linked). */
+const mappedRoutersMax = 1_024;
 
 export interface LinkEvents {
   /** A frame from a router. */
@@ -76,7 +81,7 @@ export class RouterLinks {
 
   constructor(options: RouterLinksOptions) {
     this.options = options;
-    this.partitions = new PartitionMap(options.routerLinksMax);
+    this.partitions = new PartitionMap(mappedRoutersMax);
   }
 
   /** The home router's link, if one is open. */
@@ -139,37 +144,58 @@ export class RouterLinks {
 
   private dialLeader(router: string, address: Address): void {
     if (this.dialling.has(router)) return;
-    if (this.connections.size + this.dialling.size >= this.options.routerLinksMax) return;
     const redialMs = this.redialAfterMs.get(router);
     if (redialMs !== undefined && this.options.clock.nowMs() < redialMs) return;
+    const full = this.connections.size + this.dialling.size >= this.options.routerLinksMax;
+    if (full && !this.closeIdleLink()) return;
     this.redialAfterMs.delete(router);
     this.dialling.add(router);
     void this.dial(address).then((dialled) => {
       this.dialling.delete(router);
-      if (typeof dialled !== "string" && this.closed) {
-        dialled.close("ShuttingDown", "client closed while connecting");
+      if (typeof dialled !== "string" && (this.closed || this.connections.has(router))) {
+        // Closed meanwhile, or linked already (that router became the home one): nothing to add.
+        dialled.close("ShuttingDown", this.closed ? "client closed while connecting" : "linked already");
         return;
       }
-      if (typeof dialled === "string" || dialled.peer.id !== router || this.connections.has(router)) {
-        const reason = typeof dialled === "string" ? dialled : `reached ${dialled.peer.id}, not ${router}`;
-        if (typeof dialled !== "string") dialled.close("ShuttingDown", "not the router this client dialled");
+      let opened: RouterConnection | string;
+      if (typeof dialled === "string") {
+        opened = dialled;
+      } else if (dialled.peer.id !== router) {
+        dialled.close("ShuttingDown", "not the router this client dialled");
+        opened = `reached ${dialled.peer.id}, not ${router}`;
+      } else {
+        opened = this.open(dialled, formatAddress(address));
+      }
+      if (typeof opened === "string") {
         if (this.closed) return;
         if (this.redialAfterMs.size >= this.options.routerLinksMax) this.redialAfterMs.clear();
         this.redialAfterMs.set(router, this.options.clock.nowMs() + leaderRedialMs);
         // Its partitions go through the home router, which names their leaders again.
         this.partitions.forget(router);
-        this.options.events.dialFailed(router, reason);
+        this.options.events.dialFailed(router, opened);
         return;
       }
-      const connection = this.open(dialled, formatAddress(address));
-      this.options.events.linked(connection);
+      this.options.events.linked(opened);
       // The home link broke while this one was being dialled: this one takes over.
       if (this._home === undefined) {
         this.reconnectTimer?.cancel();
         this.reconnectTimer = undefined;
-        this.becomeHome(connection);
+        this.becomeHome(opened);
       }
     });
+  }
+
+  /** Closes a link nothing needs (see the header) to make room for another; false if none. */
+  private closeIdleLink(): boolean {
+    for (const connection of this.connections.values()) {
+      if (connection === this._home || connection.waiting > 0) continue;
+      if (this.partitions.partitionsLedBy(connection.router) > 0) continue;
+      // Reported as any lost link (lost() runs as the link closes), then surely unfiled.
+      connection.link.close("ShuttingDown", "this client no longer needs the link");
+      this.connections.delete(connection.router);
+      return true;
+    }
+    return false;
   }
 
   /** Dials a router; returns its link, or why not. */
@@ -192,14 +218,24 @@ export class RouterLinks {
     }
   }
 
-  /** Starts a dialled link and files it. */
-  private open(link: Link, address: string): RouterConnection {
+  /**
+   * Starts a dialled link and files it; returns why not if it closed while starting (a link
+   * may close before `start`, e.g. on a Goodbye that came with the Hello).
+   */
+  private open(link: Link, address: string): RouterConnection | string {
     const connection = new RouterConnection(link, address);
-    this.connections.set(connection.router, connection);
+    let started = false;
+    let closedWhileStarting: string | undefined;
     link.start({
       frame: (frame) => this.options.events.frame(connection, frame),
-      closed: (reason) => this.lost(connection, reason.message),
+      closed: (reason) => {
+        if (started) this.lost(connection, reason.message);
+        else closedWhileStarting = reason.message;
+      },
     });
+    started = true;
+    if (closedWhileStarting !== undefined) return closedWhileStarting;
+    this.connections.set(connection.router, connection);
     return connection;
   }
 
@@ -222,7 +258,9 @@ export class RouterLinks {
     const existing = this.connections.get(dialled.peer.id);
     if (existing !== undefined)
       dialled.close("ShuttingDown", "this client has a link to this router already");
-    this.becomeHome(existing ?? this.open(dialled, formatAddress(address)));
+    const opened = existing ?? this.open(dialled, formatAddress(address));
+    if (typeof opened === "string") return opened;
+    this.becomeHome(opened);
     return undefined;
   }
 

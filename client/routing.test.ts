@@ -2,7 +2,10 @@
 // names a partition's leader (a Leader frame), then straight to that leader; a broken leader
 // link sends what waited on it back through the home router with the same producer sequence;
 // a broken home link hands the subscriptions to another linked router at once; publishes wait
-// for a pending subscribe on the home router; bounds and bad hints change nothing.
+// for a pending subscribe on the home router; a partition's requests change links only once
+// the old link's are answered; a failed dial is tried again when a router names the leader
+// after leaderRedialMs; links nothing needs make room; a link closed as it opens is not used;
+// bounds and bad hints change nothing.
 //
 // The routers are fakes on the memory transport (real FramedLinks and certificate checks over
 // simulated pipes), each answering what it receives with an Ack unless told to hold. Time is a
@@ -14,6 +17,7 @@ import {
   formatAddress,
   issueCertificate,
   type Link,
+  type Transport,
   type Validity,
 } from "../src/axon/index.ts";
 import { partitionOf } from "../src/partitions/index.ts";
@@ -24,6 +28,7 @@ import {
   SeededRandom,
   SimClock,
   SimNetwork,
+  settleMicrotasks,
 } from "../src/sim/index.ts";
 import type { Frame, Hello } from "../src/wire/index.ts";
 import { type Client, type ClientEvent, type ConnectOptions, connect } from "./client.ts";
@@ -65,6 +70,8 @@ class FakeRouter {
   readonly received: Received[] = [];
   readonly links: Link[] = [];
   hold = false;
+  /** Refuse every client (TooManyClients) as soon as its link opens. */
+  refuse = false;
   /** Request ids must increase on each link, as a real router's session checks. */
   private readonly lastRequestId = new Map<Link, number>();
 
@@ -75,6 +82,10 @@ class FakeRouter {
 
   accept(link: Link): void {
     this.links.push(link);
+    if (this.refuse) {
+      link.close("TooManyClients", "this router serves no more clients");
+      return;
+    }
     link.start({
       frame: (frame) => {
         if (!("requestId" in frame)) return;
@@ -139,7 +150,10 @@ afterEach(async () => {
   world = undefined;
 });
 
-async function start(options: Partial<ConnectOptions> = {}): Promise<World> {
+async function start(
+  options: Partial<ConnectOptions> = {},
+  prepare: (router: FakeRouter) => void = () => {},
+): Promise<World> {
   const clock = new SimClock({ wallStartMs });
   const network = new SimNetwork({ clock, random: new SeededRandom(1) });
   const routers = new Map<string, FakeRouter>();
@@ -147,6 +161,7 @@ async function start(options: Partial<ConnectOptions> = {}): Promise<World> {
     const host = `10.0.0.${index + 1}`;
     const pem = routerPems.get(id)!;
     const router = new FakeRouter(id, { host, port: 7402 });
+    prepare(router);
     await driveThrough(
       clock,
       memoryTransport({ network, host }).listen({
@@ -187,6 +202,15 @@ function publishAll(client: Client, topic: string, count: number) {
     );
   }
   return outcomes;
+}
+
+/** Fires `count` timers (or all there are), settling microtasks before each. */
+async function runTimers(w: World, count: number): Promise<void> {
+  for (let fired = 0; fired < count; fired++) {
+    await settleMicrotasks();
+    if (!w.clock.step()) return;
+  }
+  await settleMicrotasks();
 }
 
 async function publishOne(w: World, topic: string): Promise<void> {
@@ -350,6 +374,120 @@ describe("client routing", () => {
     expect(r3.links).toHaveLength(0);
     expect(r1.publishes(otherTopic)).toHaveLength(2);
     expect(w.client.linkedRouters).toEqual(["r1", "r2"]);
+  });
+
+  it("a partition's requests move to its leader's link only once those sent through the home router are answered", async () => {
+    const w = await start();
+    const [r1, r2] = [w.routers.get("r1")!, w.routers.get("r2")!];
+    await publishOne(w, topic);
+    r1.hold = true;
+    const early = publishAll(w.client, topic, 3);
+    await driveUntil(w.clock, () => r1.publishes(topic).length === 4);
+    r1.nameLeader(topic, r2);
+    await driveUntil(w.clock, () => w.events.some((event) => event.kind === "leaderLinked"));
+    const late = publishAll(w.client, topic, 2);
+    // Nothing overtakes the three still unanswered on the home link.
+    await runTimers(w, 50);
+    expect(r2.publishes(topic)).toEqual([]);
+    expect(w.client.routeOf(topic)).toBe("r2");
+    r1.link.send({ kind: "Ack", throughRequestId: r1.received.at(-1)!.frame.requestId });
+    await driveUntil(w.clock, () => early.length === 3 && late.length === 2);
+    expect([...early, ...late]).toEqual(["ok", "ok", "ok", "ok", "ok"]);
+    expect(r2.publishes(topic).map(({ sequence }) => sequence)).toEqual([5, 6]);
+  });
+
+  it("a leader whose dial failed is dialled again when a router names it after leaderRedialMs", async () => {
+    const w = await start();
+    const [r1, r2, r3] = [w.routers.get("r1")!, w.routers.get("r2")!, w.routers.get("r3")!];
+    await publishOne(w, topic);
+    r1.nameLeader(topic, r2, r3.address);
+    await driveUntil(w.clock, () => w.events.some((event) => event.kind === "leaderUnlinked"));
+    r1.nameLeader(topic, r2);
+    await publishOne(w, topic);
+    await runTimers(w, 100);
+    expect(r2.links).toHaveLength(0);
+    const atMs = w.clock.nowMs();
+    await driveUntil(w.clock, () => w.clock.nowMs() >= atMs + 1_000);
+    r1.nameLeader(topic, r2);
+    await driveUntil(w.clock, () => w.client.routeOf(topic) === "r2");
+    await publishOne(w, topic);
+    expect(r2.publishes(topic)).toHaveLength(1);
+  });
+
+  it("at routerLinksMax, a link to a router that leads nothing known any more makes room for a new leader", async () => {
+    const w = await start({ routerLinksMax: 2 });
+    const [r1, r2, r3] = [w.routers.get("r1")!, w.routers.get("r2")!, w.routers.get("r3")!];
+    await publishOne(w, topic);
+    r1.nameLeader(topic, r2);
+    await driveUntil(w.clock, () => w.client.routeOf(topic) === "r2");
+    // The leadership moved to r3: r2 leads nothing this client knows of.
+    r1.nameLeader(topic, r3);
+    await driveUntil(w.clock, () => w.client.routeOf(topic) === "r3");
+    expect(w.client.linkedRouters).toEqual(["r1", "r3"]);
+    expect(w.events.some((event) => event.kind === "leaderUnlinked" && event.router === "r2")).toBe(true);
+    await publishOne(w, topic);
+    expect(r3.publishes(topic)).toHaveLength(1);
+  });
+
+  it("a seed that refuses the client as its link opens is not the home router: the next seed is", async () => {
+    const w = await start({}, (router) => {
+      router.refuse = router.id === "r1";
+    });
+    await driveUntil(w.clock, () => w.client.router === "r2");
+    await publishOne(w, topic);
+    expect(w.routers.get("r2")!.publishes(topic)).toHaveLength(1);
+  });
+
+  it("a link already closed when it starts (a Goodbye that came with the Hello) is not taken as the home router", async () => {
+    // A stub transport: the first seed's link reports its close from inside start(), as a
+    // FramedLink does for a Goodbye read with the Hello; the second's stays open.
+    const sent: Frame[] = [];
+    const stubLink = (id: string, closedAtStart: boolean): Link => {
+      let closed = false;
+      return {
+        transport: "memory",
+        peer: { role: "router", id },
+        peerHello: hello,
+        remoteAddress: "stub",
+        bufferedBytes: 0,
+        writable: true,
+        rttMs: undefined,
+        get closed() {
+          return closed;
+        },
+        start(handler) {
+          if (!closedAtStart) return;
+          closed = true;
+          handler.closed({ tag: "LinkClosed", message: `${id} closed the link: TooManyClients` });
+        },
+        send(frame) {
+          sent.push(frame);
+          return { ok: true, bytes: 0 };
+        },
+        flush() {},
+        whenWritable: () => Promise.resolve(),
+        close() {
+          closed = true;
+        },
+      } as Link;
+    };
+    const transport = {
+      kind: "memory" as const,
+      listen: () => Promise.reject(new Error("not used")),
+      connect: (options: { address: Address }) =>
+        Promise.resolve(stubLink(options.address.port === 1 ? "r1" : "r2", options.address.port === 1)),
+    };
+    const client = await connect({
+      seeds: ["127.0.0.1:1", "127.0.0.1:2"],
+      ca: "",
+      cert: "",
+      key: "",
+      transportImplementation: transport as unknown as Transport,
+    });
+    expect(client.router).toBe("r2");
+    void client.publish(topic, "x").catch(() => {});
+    expect(sent.map((frame) => frame.kind)).toEqual(["Publish"]);
+    await client.close();
   });
 
   it("refuses a routerLinksMax below 1", async () => {

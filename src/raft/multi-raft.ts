@@ -17,7 +17,7 @@
 //   followers elect a new leader within one election timeout. A peer heard again wakes the
 //   groups we lead with it, so it learns the leader.
 // Invariants: at most one round in flight (`flushing`); a node's Ready is advanced only after
-// the sync covering it resolved. Traps: a proposal resolves when its entry is applied with
+// the sync covering it resolved, if it must be synced (Ready.mustSync). Traps: a proposal resolves when its entry is applied with
 // the term it was proposed in; another term at that index means it was lost (NotLeader);
 // leadership lost or a snapshot covering it first means nobody knows (OutcomeUnknown).
 import type { Clock, Random, Timer } from "../ports/index.ts";
@@ -124,6 +124,9 @@ interface ReadWaiter {
 }
 
 const earlyTypes = new Set<Message["type"]>(["append", "heartbeat", "snapshot", "timeoutNow"]);
+/** Rounds in a row that waited for no sync before the loop yields to timers and sockets. */
+const roundsWithoutSyncMax = 8;
+
 /** Messages that may create an empty replica of a group this router does not hold yet. */
 const creatingTypes = new Set<Message["type"]>(["append", "heartbeat", "snapshot", "vote", "preVote"]);
 
@@ -330,6 +333,9 @@ export class MultiRaft {
     assert(!this.applying, "compact() called from inside StateMachine.apply or restore");
     const node = this.nodes.get(group);
     if (node === undefined) return;
+    // Entries applied ahead of a sync (appliesBeforeSync) are not in the core's applied index
+    // yet: the state matches no index the core knows until the round ends. Compact later.
+    if ((this.applied.get(group) ?? 0) !== node.log.applied) return;
     const index = node.log.applied;
     const term = node.log.term(index);
     if (term === undefined || index < node.log.firstIndex()) return;
@@ -410,15 +416,23 @@ export class MultiRaft {
     if (this.flushing || this.stopped) return;
     this.flushing = true;
     try {
+      let roundsWithoutSync = 0;
       do {
-        await this.round();
+        if (await this.round()) roundsWithoutSync = 0;
+        else if (++roundsWithoutSync >= roundsWithoutSyncMax && this.dirty.size > 0) {
+          // Rounds that only apply (a backlog of committed entries) chain as microtasks: let
+          // timers and sockets run between some of them, as a sync would.
+          roundsWithoutSync = 0;
+          await new Promise<void>((resolve) => this.options.clock.schedule(0, resolve));
+        }
       } while (this.dirty.size > 0 && !this.stopped);
     } finally {
       this.flushing = false;
     }
   }
 
-  private async round(): Promise<void> {
+  /** One round (see the file's header); true if it waited for a sync. */
+  private async round(): Promise<boolean> {
     this.counters.rounds += 1;
     const work: [RaftNode, Ready][] = [];
     for (const node of this.dirty) if (node.hasReady()) work.push([node, node.ready()]);
@@ -443,15 +457,16 @@ export class MultiRaft {
       for (const message of ready.messages)
         if (message.type === "snapshot") node.reportSnapshot(message.to, true);
     }
-    // Committed entries this node already holds durably need not wait for this sync (thesis
-    // §10.2.1; etcd applies them while it persists): a leader's commit index moving on is only
-    // a hard state to write, and its proposers hear at once. Entries staged in this round wait.
+    // Committed entries this node already holds durably need not wait for this sync (etcd's
+    // server applies them while it persists the Ready): a leader's commit index moving on is
+    // only a hard state to write, and its proposers hear at once. Entries staged in this round
+    // wait.
     for (const [node, ready] of work) if (appliesBeforeSync(ready)) this.applyCommitted(node, ready);
     if (mustSync) {
       await store.sync();
       this.counters.syncs += 1;
     }
-    if (this.stopped) return;
+    if (this.stopped) return mustSync;
     this.sendAll(late, true);
     for (const [node, ready] of work) {
       this.applyCommitted(node, ready);
@@ -464,6 +479,7 @@ export class MultiRaft {
       if (!node.quiesced) this.awake.add(node);
       if (node.hasReady()) this.dirty.add(node);
     }
+    return mustSync;
   }
 
   private sendAll(messages: readonly Message[], withBeats: boolean): void {

@@ -366,6 +366,7 @@ export class Router {
       this.config.limits,
       this.counters,
       (router, transport) => this.clientAddressOf(router, transport),
+      systemClock,
     );
     this.sessions.add(session);
     this.log.info("client connected", {

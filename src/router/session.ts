@@ -7,14 +7,17 @@
 // finished requests: `open` holds the unfinished ids in order. Acks are coalesced: at most one
 // per microtask.
 // A publish or declaration that this router passed on to the partition's leader elsewhere is
-// followed by a Leader frame naming that leader (once per partition until it changes), so the
-// client sends the partition's next requests there itself (client/partition-map.ts).
+// followed by a Leader frame naming that leader, so the client sends the partition's next
+// requests there itself (client/partition-map.ts): at once when the leader is new to this
+// session, else at most every `leaderRenameMs` (requests still coming the long way mean the
+// client lost its link to that leader, or could not open one).
 // Bad input (invalid topic, oversized payload, bad producer id, duplicate or unknown
 // subscription id, a request id that does not increase) is refused with a code and changes
 // nothing.
 import type { Link, TransportKind } from "../axon/index.ts";
 import { isValidProducerId } from "../delivery/index.ts";
 import { checkTopic, isValidTopic, partitionOf } from "../partitions/index.ts";
+import type { Clock } from "../ports/index.ts";
 import type {
   DeclareTopic,
   ErrorCode,
@@ -50,6 +53,9 @@ interface SessionSubscription {
 /** Where router `router` serves clients over `transport` ("host:port"), or null if unknown. */
 export type ClientAddressOf = (router: string, transport: TransportKind) => string | null;
 
+/** A leader already named to a client is named again at most this often (see the header). */
+export const leaderRenameMs = 1_000;
+
 export class ClientSession implements FeedSubscriber {
   readonly link: Link;
   private readonly delivery: LocalDelivery;
@@ -57,8 +63,9 @@ export class ClientSession implements FeedSubscriber {
   private readonly limits: RouterLimits;
   private readonly counters: SessionCounters;
   private readonly clientAddressOf: ClientAddressOf;
-  /** The leader last named to the client for each partition (Leader frames). Bounded by the partition count. */
-  private readonly namedLeaders = new Map<number, string>();
+  private readonly clock: Clock;
+  /** The leader last named to the client for each partition, and when. Bounded by the partition count. */
+  private readonly namedLeaders = new Map<number, { readonly router: string; readonly atMs: number }>();
   /** By subscription id. Invariant: mirrors this session's entries in the delivery table. */
   private readonly subscriptions = new Map<number, SessionSubscription>();
   private lastRequestId = 0;
@@ -89,6 +96,7 @@ export class ClientSession implements FeedSubscriber {
     limits: RouterLimits,
     counters: SessionCounters,
     clientAddressOf: ClientAddressOf,
+    clock: Clock,
   ) {
     this.link = link;
     this.delivery = delivery;
@@ -96,6 +104,7 @@ export class ClientSession implements FeedSubscriber {
     this.limits = limits;
     this.counters = counters;
     this.clientAddressOf = clientAddressOf;
+    this.clock = clock;
   }
 
   get subscriptionCount(): number {
@@ -265,10 +274,13 @@ export class ClientSession implements FeedSubscriber {
   }
 
   private nameLeader(partition: number, router: string): void {
-    if (this.namedLeaders.get(partition) === router || this.link.closed) return;
+    if (this.link.closed) return;
+    const nowMs = this.clock.nowMs();
+    const named = this.namedLeaders.get(partition);
+    if (named !== undefined && named.router === router && nowMs - named.atMs < leaderRenameMs) return;
     const address = this.clientAddressOf(router, this.link.transport);
     if (address === null) return;
-    this.namedLeaders.set(partition, router);
+    this.namedLeaders.set(partition, { router, atMs: nowMs });
     this.link.send({ kind: "Leader", partition, router, address });
   }
 
