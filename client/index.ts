@@ -1,12 +1,11 @@
 // The Neuron client library.
-export {
-  Client,
-  type ClientEvent,
-  type ConnectOptions,
-  clientVersion,
-  connect,
-  type MessageHandler,
-  type ReceivedMessage,
-  type Subscription,
-} from "./client.ts";
+export type {
+  ClientEvent,
+  ConnectOptions,
+  MessageHandler,
+  ReceivedMessage,
+  SubscribeOptions,
+  Subscription,
+} from "./api.ts";
+export { Client, clientVersion, connect } from "./client.ts";
 export { NeuronError, type NeuronErrorCode } from "./errors.ts";

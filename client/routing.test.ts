@@ -31,7 +31,8 @@ import {
   settleMicrotasks,
 } from "../src/sim/index.ts";
 import type { Frame, Hello } from "../src/wire/index.ts";
-import { type Client, type ClientEvent, type ConnectOptions, connect } from "./client.ts";
+import type { ClientEvent, ConnectOptions } from "./api.ts";
+import { type Client, connect } from "./client.ts";
 import type { NeuronError } from "./errors.ts";
 
 const validity: Validity = {
