@@ -190,6 +190,19 @@ export class AvroReader {
     return 0;
   }
 
+  /**
+   * Passes over a long it does not need (a block's byte size) without failing at the end, as
+   * avsc does: the count checks that follow then report what avsc reports (too many entries
+   * before a truncation).
+   */
+  private skipLong(): void {
+    const buffer = this.buffer;
+    const end = this.end;
+    let position = this.position;
+    while (position < end && buffer[position++]! >= 0x80) {}
+    this.position = position;
+  }
+
   /** Start of a length-prefixed run, or -1 (and `failed`) if it does not fit. */
   private run(): number {
     const length = this.long();
@@ -255,7 +268,7 @@ export class AvroReader {
       if (count === 0) return value;
       if (count < 0) {
         count = -count;
-        this.long(); // the block's size in bytes
+        this.skipLong(); // the block's size in bytes
       }
       total += count;
       // Each entry takes at least two bytes (two empty strings).

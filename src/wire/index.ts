@@ -12,7 +12,16 @@ export {
   frameHeaderBytes,
 } from "./codec.ts";
 export { frameTooLarge, malformed, type WireError } from "./errors.ts";
-export { noHeaders } from "./hot-frames.ts";
+export {
+  AvroReader,
+  headersBytes,
+  longBytes,
+  noHeaders,
+  utf8Length,
+  writeHeaders,
+  writeLong,
+  writeString,
+} from "./hot-frames.ts";
 export {
   type Ack,
   type DeclareTopic,
