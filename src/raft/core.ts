@@ -189,6 +189,19 @@ export class RaftNode extends LeaderRole {
     return ready;
   }
 
+  /**
+   * The shell applied `ready`'s committed entries before the sync of its writes (they were
+   * durable already): the applied index and the configurations they commit count from now, not
+   * from advance(), so a config change proposed meanwhile is not refused as still pending.
+   */
+  appliedEarly(ready: Ready): void {
+    assert(this.readyOutstanding, "appliedEarly() without ready()");
+    for (const entry of ready.committedEntries) {
+      if (entry.index > this.log.applied) this.log.applied = entry.index;
+    }
+    this.foldAppliedConfiguration();
+  }
+
   /** The shell did everything `ready` asked (persisted, synced, sent, applied). */
   advance(ready: Ready): void {
     assert(this.readyOutstanding, "advance() without ready()");

@@ -1,8 +1,8 @@
 // The multi-Raft shell's round, one rule a test, on one router whose groups have it as their
 // only voter, over a MemoryStore whose syncs the test holds and releases: a round that only
 // moves commit indexes is not synced; committed entries already durable are applied while
-// another group's writes wait for their sync; entries staged in a round wait for it; compact()
-// is refused while the state machine is ahead of the core. The clock is a SimClock that never
+// another group's writes wait for their sync, and the core counts them applied at once (a
+// config change is no longer pending); entries staged in a round wait for it. The clock is a SimClock that never
 // moves: the test ticks the groups by hand until each sole voter has elected itself.
 import { describe, expect, it } from "vitest";
 import { SeededRandom, SimClock, settleMicrotasks } from "../sim/index.ts";
@@ -104,18 +104,30 @@ describe("multi-Raft rounds", () => {
     expect(second.settled).toBe(false);
     expect(s.store.waiting).toBe(1);
     expect(s.applied.slice(appliedBefore).map(({ group }) => group)).toEqual([1]);
-    // Compaction is refused while the state machine is ahead of the core (the round is open).
-    const log = s.multi.group(1)!.log;
-    const firstIndex = log.firstIndex();
-    s.multi.compact(1, new Uint8Array([9]));
     s.store.release();
     await settleMicrotasks();
     expect(second.settled).toBe(true);
-    expect(log.firstIndex()).toBe(firstIndex);
-    // Once the round is over it compacts.
-    s.store.hold = false;
-    s.multi.compact(1, new Uint8Array([9]));
+  });
+
+  it("a config change applied before its round's sync is no longer pending: the next one may be proposed", async () => {
+    const s = setup();
+    await leading(s, [1, 2]);
+    s.store.hold = true;
+    const first = track(s.multi.proposeConfigChange(1, { type: "addLearner", node: "b" }));
     await settleMicrotasks();
-    expect(log.firstIndex()).toBeGreaterThan(firstIndex);
+    const entry = track(s.multi.propose(2, new Uint8Array([2])));
+    s.store.release();
+    await settleMicrotasks();
+    // Group 1's change is applied; group 2's entry holds the round at its sync.
+    expect(first.settled).toBe(true);
+    expect(entry.settled).toBe(false);
+    expect(s.multi.group(1)!.configChangePending).toBe(false);
+    const second = track(s.multi.proposeConfigChange(1, { type: "addLearner", node: "c" }));
+    s.store.hold = false;
+    s.store.release();
+    await settleMicrotasks();
+    expect(entry.settled).toBe(true);
+    expect(second.settled).toBe(true);
+    expect(s.multi.group(1)!.configuration.learners).toEqual(["b", "c"]);
   });
 });

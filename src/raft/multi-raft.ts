@@ -333,9 +333,6 @@ export class MultiRaft {
     assert(!this.applying, "compact() called from inside StateMachine.apply or restore");
     const node = this.nodes.get(group);
     if (node === undefined) return;
-    // Entries applied ahead of a sync (appliesBeforeSync) are not in the core's applied index
-    // yet: the state matches no index the core knows until the round ends. Compact later.
-    if ((this.applied.get(group) ?? 0) !== node.log.applied) return;
     const index = node.log.applied;
     const term = node.log.term(index);
     if (term === undefined || index < node.log.firstIndex()) return;
@@ -461,7 +458,11 @@ export class MultiRaft {
     // server applies them while it persists the Ready): a leader's commit index moving on is
     // only a hard state to write, and its proposers hear at once. Entries staged in this round
     // wait.
-    for (const [node, ready] of work) if (appliesBeforeSync(ready)) this.applyCommitted(node, ready);
+    for (const [node, ready] of work) {
+      if (!appliesBeforeSync(ready)) continue;
+      this.applyCommitted(node, ready);
+      node.appliedEarly(ready);
+    }
     if (mustSync) {
       await store.sync();
       this.counters.syncs += 1;

@@ -117,6 +117,9 @@ export interface RegionOptions {
   readonly requestDeadlineMs?: number;
 }
 
+/** The outcome of a request done at once, as a promise (shared: it never changes). */
+const resolvedDone: Promise<Outcome> = Promise.resolve(done);
+
 /** A message as a partition's leader sends it to an interested router (wire Deliver). */
 export type DeliveredMessage = Omit<Deliver, "kind">;
 
@@ -286,6 +289,17 @@ export class Region {
     sequence: number,
     ackedSequence: number,
   ): Promise<Outcome> {
+    const node = this.multi.group(partition);
+    if (node?.role === "leader" && node.caughtUpAsLeader && node.configuration.voters.includes(this.id)) {
+      // This router leads the partition: an ephemeral message goes out at once, without the
+      // request machinery (requests.ts) or an encoding nothing would read (atLeader's rules).
+      const kind = this.partitionState(partition).kindOf(topic) ?? this.ruleFor(topic);
+      if (kind === "ephemeral" && !this.declaring.has(topic)) {
+        this.counters.ephemeralMessages += 1;
+        this.fanOut(partition, 0, 0, topic, payload, headers);
+        return resolvedDone;
+      }
+    }
     const publish: PartitionCommand = {
       kind: "Publish",
       topic,

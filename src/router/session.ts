@@ -88,6 +88,9 @@ export class ClientSession implements FeedSubscriber {
    * pointer check; a different string with the same text still compares equal.
    */
   private lastValidTopic: string | undefined;
+  private lastPartition = 0;
+  /** The last producer id found valid (a client publishes under one for many messages). */
+  private lastProducerId: string | undefined;
 
   constructor(
     link: Link,
@@ -298,6 +301,7 @@ export class ClientSession implements FeedSubscriber {
     if (frame.topic !== this.lastValidTopic) {
       if (!isValidTopic(frame.topic)) return this.refuseTopic(frame.requestId, frame.topic);
       this.lastValidTopic = frame.topic;
+      this.lastPartition = partitionOf(frame.topic);
     }
     if (frame.payload.length > this.limits.payloadMaxBytes) {
       return this.refuse(
@@ -306,15 +310,17 @@ export class ClientSession implements FeedSubscriber {
         `payload of ${frame.payload.length} bytes exceeds the limit of ${this.limits.payloadMaxBytes} bytes`,
       );
     }
-    if (!isValidProducerId(frame.producerId) || frame.sequence < 1 || frame.ackedSequence >= frame.sequence) {
+    const producerValid = frame.producerId === this.lastProducerId || isValidProducerId(frame.producerId);
+    if (!producerValid || frame.sequence < 1 || frame.ackedSequence >= frame.sequence) {
       return this.refuse(
         frame.requestId,
         "InvalidArgument",
         "a publish needs a producer id of 1..64 bytes, a sequence >= 1 and an acknowledged sequence below it",
       );
     }
+    this.lastProducerId = frame.producerId;
     this.counters.published += 1;
-    const partition = partitionOf(frame.topic);
+    const partition = this.lastPartition;
     const publish = () =>
       this.region.publish(
         frame.topic,
