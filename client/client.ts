@@ -9,7 +9,8 @@
 // costs no error; a broken link to a leader sends what waited on it, and that leader's
 // partitions, back through the home router. Subscriptions and declarations go to the home
 // router, and while one is pending publishes go there too: the router orders a publish after
-// a subscribe sent before it on the same link, and the leader one after a declaration.
+// a subscribe sent before it on the same link, and the leader one after a declaration. A
+// partition's requests change links only once those on the old one are answered (dispatch).
 //
 // Flow control: at most `maxInFlight` requests and `maxPendingBytes` payload bytes are
 // unacknowledged or unsent at once. Past that, `publish` waits for room (at most
@@ -72,6 +73,8 @@ interface PendingRequest extends LinkedRequest {
   readonly reject: (error: NeuronError) => void;
   /** clock.nowMs() past which the request times out. Invariant: non-decreasing in id order. */
   readonly deadlineMs: number;
+  /** Queued behind its partition's requests on another link (in that partition's `held`). */
+  heldBack: boolean;
 }
 
 interface SubscriptionState {
@@ -87,14 +90,19 @@ interface SubscriptionState {
   lastOffset: number;
   /** The router said where it starts (Subscribed): a reconnect resumes after `lastOffset`. */
   positioned: boolean;
-  /** A re-registration is on its way (a later home router gets that one, not another). */
-  resubscribing: boolean;
+  /** The id of its re-registration while that is pending (a later home router gets that one, not another). */
+  resubscribeId: number | undefined;
 }
 
-/** The requests of one partition sent and not answered, and the one link they are all on. */
+/**
+ * One partition's requests on their way: how many are sent and unanswered, on which link (they
+ * are all on one), and those held back until they are answered, oldest first.
+ * Invariant: `connection` is set iff `count` > 0; an entry exists while either is non-empty.
+ */
 interface InFlight {
-  readonly connection: RouterConnection;
+  connection: RouterConnection | undefined;
   count: number;
+  readonly held: PendingRequest[];
 }
 
 function topicProblem(topic: string): string {
@@ -152,13 +160,8 @@ export class Client {
    * everything else goes there too meanwhile, so it reaches the partition's leader after them.
    */
   private ordering = 0;
-  /**
-   * By partition: its requests on their way. A partition's requests are all on one link at a
-   * time (see dispatch). Bounded by the partition count.
-   */
+  /** By partition: its requests on their way (see dispatch). Bounded by the partition count. */
   private readonly inFlight = new Map<number, InFlight>();
-  /** Some request waits for its partition's requests on another link to be answered. */
-  private held = false;
   private readonly waiting: (() => void)[] = [];
   private readonly subscriptions = new Map<number, SubscriptionState>();
   private payloadMaxBytes = Number.POSITIVE_INFINITY;
@@ -361,7 +364,7 @@ export class Client {
       fromOffset,
       lastOffset: 0,
       positioned: false,
-      resubscribing: false,
+      resubscribeId: undefined,
     };
     this.subscriptions.set(state.id, state);
     const frame = { kind: "Subscribe", requestId: 0, subscriptionId: state.id, topic, fromOffset } as const;
@@ -457,6 +460,7 @@ export class Client {
       resolve,
       reject,
       deadlineMs,
+      heldBack: false,
     };
     this.pending.push(request);
     this.pendingBytes += bytes;
@@ -505,24 +509,48 @@ export class Client {
   /**
    * Sends a request that waits on no link, if one is open for it; else it waits for one. A
    * partition's requests switch links (its leader became known, or a subscribe or declaration
-   * opened or closed its window) only once those on the old link are answered: requests on two
-   * paths would reach the leader out of order (a persistent one would be proposed, then
-   * skipped as out of sequence; an ephemeral one delivered out of order).
+   * opened or closed its window) only once those on the old link are answered, and in order:
+   * requests on two paths would reach the leader out of order (a persistent one would be
+   * proposed, then skipped as out of sequence; an ephemeral one delivered out of order). So a
+   * request joins its partition's `held` queue while that is not empty or the partition's
+   * requests are on another link; the queue goes out when they are answered (detach).
    */
   private dispatch(request: PendingRequest): void {
+    if (request.heldBack) return;
     // While a subscribe or a declaration waits for its answer, everything follows it (see the header).
     const connection = this.links.connectionFor(request.partition, this.ordering > 0);
     if (connection === undefined) return;
     const partition = request.partition;
-    const busy = partition >= 0 ? this.inFlight.get(partition) : undefined;
-    if (busy !== undefined && busy.connection !== connection) {
-      this.held = true;
+    const entry = partition >= 0 ? this.inFlight.get(partition) : undefined;
+    if (
+      entry !== undefined &&
+      (entry.held.length > 0 || (entry.count > 0 && entry.connection !== connection))
+    ) {
+      request.heldBack = true;
+      entry.held.push(request);
       return;
+    }
+    this.send(connection, request);
+  }
+
+  private send(connection: RouterConnection, request: PendingRequest): void {
+    const frame = request.frame;
+    if (frame.kind === "Subscribe") {
+      // A re-registration sent again resumes after what arrived since it was made.
+      const subscription = this.subscriptions.get(frame.subscriptionId);
+      if (subscription?.positioned)
+        (frame as { fromOffset: number }).fromOffset = subscription.lastOffset + 1;
     }
     const result = connection.send(request);
     if (result.ok) {
-      if (busy !== undefined) busy.count += 1;
-      else if (partition >= 0) this.inFlight.set(partition, { connection, count: 1 });
+      if (request.partition < 0) return;
+      const entry = this.inFlight.get(request.partition);
+      if (entry === undefined) {
+        this.inFlight.set(request.partition, { connection, count: 1, held: [] });
+      } else {
+        entry.connection = connection;
+        entry.count += 1;
+      }
       return;
     }
     // Too big for the router's frames: refuse. Any other failure means the link is closing;
@@ -532,22 +560,39 @@ export class Client {
     }
   }
 
-  /** The request no longer waits on its link (answered, or settled otherwise). */
+  /** The request no longer waits on its link or in its partition's queue (answered, or settled otherwise). */
   private detach(request: PendingRequest): void {
-    const connection = request.connection;
-    if (connection === undefined) return;
-    connection.remove(request);
-    if (request.partition < 0) return;
-    const busy = this.inFlight.get(request.partition);
-    if (busy === undefined || busy.connection !== connection || --busy.count > 0) return;
-    this.inFlight.delete(request.partition);
-    if (this.held) {
-      this.held = false;
-      this.dispatchWaiting();
+    const entry = request.partition >= 0 ? this.inFlight.get(request.partition) : undefined;
+    if (request.heldBack) {
+      request.heldBack = false;
+      if (entry !== undefined) entry.held.splice(entry.held.indexOf(request), 1);
     }
+    const connection = request.connection;
+    if (connection === undefined) {
+      if (entry !== undefined && entry.count === 0 && entry.held.length === 0)
+        this.inFlight.delete(request.partition);
+      return;
+    }
+    connection.remove(request);
+    if (entry === undefined || entry.connection !== connection || --entry.count > 0) return;
+    entry.connection = undefined;
+    this.release(request.partition, entry);
   }
 
-  /** Sends every request that waits on no link, oldest first (request ids increase on a link). */
+  /** Sends a partition's held requests, oldest first, now that none of its requests is on a link. */
+  private release(partition: number, entry: InFlight): void {
+    const held = entry.held.splice(0);
+    for (const request of held) {
+      request.heldBack = false;
+      const connection = this.links.connectionFor(partition, this.ordering > 0);
+      // With no link it waits, in id order, for the next one (dispatchWaiting).
+      if (connection !== undefined) this.send(connection, request);
+    }
+    const now = this.inFlight.get(partition);
+    if (now !== undefined && now.count === 0 && now.held.length === 0) this.inFlight.delete(partition);
+  }
+
+  /** Sends every request that waits on no link and is not held back, oldest first (ids increase on a link). */
   private dispatchWaiting(): void {
     for (const request of this.pending.list()) if (request.connection === undefined) this.dispatch(request);
   }
@@ -659,37 +704,38 @@ export class Client {
     this.options.onEvent?.({ kind: "connected", router: connection.router, address: connection.address });
     this.dispatchWaiting();
     for (const subscription of this.subscriptions.values()) {
-      if (subscription.active && subscription.registered && !subscription.resubscribing) {
-        const fromOffset = subscription.positioned ? subscription.lastOffset + 1 : subscription.fromOffset;
-        subscription.resubscribing = true;
-        void this.request(
-          {
-            kind: "Subscribe",
-            requestId: 0,
-            subscriptionId: subscription.id,
-            topic: subscription.topic,
-            fromOffset,
-          },
-          0,
-          -1,
-        ).then(
-          () => {
-            subscription.resubscribing = false;
-          },
-          (error: NeuronError) => {
-            subscription.resubscribing = false;
-            this.options.onEvent?.({ kind: "resubscribeFailed", error, topic: subscription.topic });
-          },
-        );
-      }
+      if (!(subscription.active && subscription.registered)) continue;
+      // Its re-registration is still pending (sent again on this link, or to be): not twice.
+      const pendingId = subscription.resubscribeId;
+      if (pendingId !== undefined && this.pending.get(pendingId) !== undefined) continue;
+      const fromOffset = subscription.positioned ? subscription.lastOffset + 1 : subscription.fromOffset;
+      subscription.resubscribeId = this.nextRequestId;
+      void this.request(
+        {
+          kind: "Subscribe",
+          requestId: 0,
+          subscriptionId: subscription.id,
+          topic: subscription.topic,
+          fromOffset,
+        },
+        0,
+        -1,
+      ).catch((error: NeuronError) =>
+        this.options.onEvent?.({ kind: "resubscribeFailed", error, topic: subscription.topic }),
+      );
     }
   }
 
   /** A link closed: what was sent on it and not answered goes out again on another one. */
   private lost(connection: RouterConnection, reason: string, wasHome: boolean): void {
     const released = connection.release() as PendingRequest[];
-    for (const [partition, busy] of this.inFlight)
-      if (busy.connection === connection) this.inFlight.delete(partition);
+    // Their partitions' held requests join them, all waiting for a link again: dispatchWaiting
+    // below sends them in id order, so the oldest still go first.
+    for (const [partition, entry] of this.inFlight) {
+      if (entry.connection !== connection) continue;
+      for (const request of entry.held) request.heldBack = false;
+      this.inFlight.delete(partition);
+    }
     // Sent and unanswered: sent again on another link (the routers store a publish once, and
     // the other requests are idempotent), unless sent too often already.
     for (const request of released) {
@@ -704,7 +750,6 @@ export class Client {
     }
     if (wasHome) this.options.onEvent?.({ kind: "disconnected", reason });
     else this.options.onEvent?.({ kind: "leaderUnlinked", router: connection.router, reason });
-    this.held = false;
     this.dispatchWaiting();
   }
 

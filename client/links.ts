@@ -72,7 +72,7 @@ export class RouterLinks {
   private readonly connections = new Map<string, RouterConnection>();
   /** Leaders being dialled. */
   private readonly dialling = new Set<string>();
-  /** Leaders whose dial failed, and until when they are not dialled again (bounded by routerLinksMax). */
+  /** Leaders whose dial failed, and until when they are not dialled again (bounded by mappedRoutersMax). */
   private readonly redialAfterMs = new Map<string, number>();
   private _home: RouterConnection | undefined;
   private seedIndex = 0;
@@ -168,7 +168,7 @@ export class RouterLinks {
       }
       if (typeof opened === "string") {
         if (this.closed) return;
-        if (this.redialAfterMs.size >= this.options.routerLinksMax) this.redialAfterMs.clear();
+        if (this.redialAfterMs.size >= mappedRoutersMax) this.redialAfterMs.clear();
         this.redialAfterMs.set(router, this.options.clock.nowMs() + leaderRedialMs);
         // Its partitions go through the home router, which names their leaders again.
         this.partitions.forget(router);

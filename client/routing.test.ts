@@ -397,6 +397,57 @@ describe("client routing", () => {
     expect(r2.publishes(topic).map(({ sequence }) => sequence)).toEqual([5, 6]);
   });
 
+  it("a partition's held requests keep their order when its route flips back to the busy link", async () => {
+    const w = await start();
+    const [r1, r2] = [w.routers.get("r1")!, w.routers.get("r2")!];
+    await publishOne(w, topic);
+    r1.nameLeader(topic, r2);
+    await driveUntil(w.clock, () => w.client.routeOf(topic) === "r2");
+    r2.hold = true;
+    const first = publishAll(w.client, topic, 1); // sequence 2, on r2
+    await driveUntil(w.clock, () => r2.publishes(topic).length === 1);
+    // A subscribe pending on the home router routes the partition there: sequence 3 waits.
+    r1.hold = true;
+    void w.client.subscribe(otherTopic, () => {});
+    const held = publishAll(w.client, topic, 1);
+    await driveUntil(w.clock, () => r1.kinds().includes("Subscribe"));
+    r1.link.send({ kind: "Ack", throughRequestId: r1.received.at(-1)!.frame.requestId });
+    r1.hold = false;
+    await runTimers(w, 20);
+    // The route is r2 again, but sequence 4 must not overtake the held sequence 3.
+    const late = publishAll(w.client, topic, 1);
+    await runTimers(w, 20);
+    expect(r2.publishes(topic).map(({ sequence }) => sequence)).toEqual([2]);
+    expect(r1.publishes(topic).map(({ sequence }) => sequence)).toEqual([1]);
+    r2.hold = false;
+    r2.link.send({ kind: "Ack", throughRequestId: r2.received.at(-1)!.frame.requestId });
+    await driveUntil(w.clock, () => first.length + held.length + late.length === 3);
+    expect([...first, ...held, ...late]).toEqual(["ok", "ok", "ok"]);
+    expect(r2.publishes(topic).map(({ sequence }) => sequence)).toEqual([2, 3, 4]);
+  });
+
+  it("a re-registration lost with a second home router is made again on the third", async () => {
+    const w = await start({ retriesMax: 0 });
+    const [r1, r2, r3] = [w.routers.get("r1")!, w.routers.get("r2")!, w.routers.get("r3")!];
+    await driveThrough(
+      w.clock,
+      w.client.subscribe(otherTopic, () => {}),
+    );
+    await publishOne(w, topic);
+    r1.nameLeader(topic, r2);
+    await driveUntil(w.clock, () => w.client.routeOf(topic) === "r2");
+    await publishOne(w, otherTopic);
+    r1.nameLeader(otherTopic, r3);
+    await driveUntil(w.clock, () => w.client.routeOf(otherTopic) === "r3");
+    r2.hold = true;
+    r1.link.close("ShuttingDown", "router stopping");
+    await driveUntil(w.clock, () => r2.kinds().includes("Subscribe"));
+    r2.link.close("ShuttingDown", "router stopping");
+    await driveUntil(w.clock, () => r3.kinds().includes("Subscribe"));
+    expect(w.client.router).toBe("r3");
+    expect(w.events.some((event) => event.kind === "resubscribeFailed")).toBe(true);
+  });
+
   it("a leader whose dial failed is dialled again when a router names it after leaderRedialMs", async () => {
     const w = await start();
     const [r1, r2, r3] = [w.routers.get("r1")!, w.routers.get("r2")!, w.routers.get("r3")!];

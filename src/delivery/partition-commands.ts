@@ -22,8 +22,8 @@
 //   replica would apply the entry as malformed while the new ones store it, and diverge.
 // - Publish, the command of every persistent message, is encoded and decoded by hand with the
 //   wire's Avro primitives (src/wire/hot-frames.ts): avsc's generic path was a tenth of a
-//   leader's CPU per message. The bytes and the verdicts are avsc's: the tests hold the hand
-//   path to `avscPublish`, the reference.
+//   leader's CPU per message. The bytes (for well-formed strings) and what is accepted are
+//   avsc's: the tests hold the hand path to `avscPublish`, the reference.
 import avro from "avsc";
 import { checkTopic, isValidTopic } from "../partitions/index.ts";
 import {
@@ -175,10 +175,11 @@ export function isValidProducerId(producerId: string): boolean {
 /** What makes `command` unfit for the log, or undefined if nothing. Shared by encode and decode. */
 function problemOf(command: PartitionCommand): string | undefined {
   // The allocation-free check first (every publish passes here twice); the full one, which
-  // gives the same verdict (a property test holds it), only to word the problem.
+  // gives the same verdict (a property test holds it), only to word the problem. Should they
+  // ever disagree, the topic is refused.
   if ("topic" in command && !isValidTopic(command.topic)) {
     const check = checkTopic(command.topic);
-    if (!check.ok) return check.error.message;
+    return check.ok ? `topic ${JSON.stringify(command.topic)} is not valid` : check.error.message;
   }
   if ("router" in command && !isValidRouterId(command.router)) {
     return `router id must be 1..${routerIdMaxBytes} bytes of well-formed UTF-8`;

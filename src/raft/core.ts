@@ -200,6 +200,7 @@ export class RaftNode extends LeaderRole {
       if (entry.index > this.log.applied) this.log.applied = entry.index;
     }
     this.foldAppliedConfiguration();
+    this.stepDownIfRemoved();
   }
 
   /** The shell did everything `ready` asked (persisted, synced, sent, applied). */
@@ -222,7 +223,11 @@ export class RaftNode extends LeaderRole {
       if (entry.index > this.log.applied) this.log.applied = entry.index;
     }
     this.foldAppliedConfiguration();
-    // Thesis §4.2.2: a leader outside the configuration it committed (and applied) steps down.
+    this.stepDownIfRemoved();
+  }
+
+  /** Thesis §4.2.2: a leader outside the configuration it committed (and applied) steps down. */
+  private stepDownIfRemoved(): void {
     if (
       this.role === "leader" &&
       this.configEntries.length === 0 &&

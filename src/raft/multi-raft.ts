@@ -17,9 +17,11 @@
 //   followers elect a new leader within one election timeout. A peer heard again wakes the
 //   groups we lead with it, so it learns the leader.
 // Invariants: at most one round in flight (`flushing`); a node's Ready is advanced only after
-// the sync covering it resolved, if it must be synced (Ready.mustSync). Traps: a proposal resolves when its entry is applied with
-// the term it was proposed in; another term at that index means it was lost (NotLeader);
-// leadership lost or a snapshot covering it first means nobody knows (OutcomeUnknown).
+// the sync covering it resolved, if it must be synced (Ready.mustSync); entries applied before
+// that sync were durable already, and the core hears of them at once (appliedEarly).
+// Traps: a proposal resolves when its entry is applied with the term it was proposed in;
+// another term at that index means it was lost (NotLeader); leadership lost or a snapshot
+// covering it first means nobody knows (OutcomeUnknown).
 import type { Clock, Random, Timer } from "../ports/index.ts";
 import {
   type Configuration,
@@ -333,6 +335,10 @@ export class MultiRaft {
     assert(!this.applying, "compact() called from inside StateMachine.apply or restore");
     const node = this.nodes.get(group);
     if (node === undefined) return;
+    // A snapshot received while a round waits on the disk moves the core's applied index before
+    // the state machine has restored it (see resolveReads): the state matches no index the core
+    // knows until the round ends. Compact later.
+    if ((this.applied.get(group) ?? 0) !== node.log.applied) return;
     const index = node.log.applied;
     const term = node.log.term(index);
     if (term === undefined || index < node.log.firstIndex()) return;

@@ -84,10 +84,12 @@ export interface SoftState {
 /**
  * What a node needs done, in this order (etcd's Ready):
  * 1. persist: `truncateFrom` (if non-zero), then `snapshot`, then `entries`, then `hardState`;
- * 2. sync the store (one fsync may cover many groups' Readies: group commit);
+ * 2. sync the store if `mustSync` (one fsync may cover many groups' Readies: group commit);
  * 3. only then send `messages` (a vote or an append acknowledgement must not outrun the disk);
  * 4. apply `committedEntries` in order (and a received `snapshot` before them), serve `readStates`
- *    once applied up to their index;
+ *    once applied up to their index; committed entries already durable before this Ready (none
+ *    of them among its `entries`, no snapshot or truncation in it) may be applied before step 2,
+ *    then `appliedEarly(ready)` says so;
  * 5. call `advance(ready)`.
  */
 export interface Ready {

@@ -289,7 +289,8 @@ export class Region {
     sequence: number,
     ackedSequence: number,
   ): Promise<Outcome> {
-    const node = this.multi.group(partition);
+    const node = this.stopped ? undefined : this.multi.group(partition);
+    // A removed replica keeps its node, and may still believe it leads (requests.ts, replica()).
     if (node?.role === "leader" && node.caughtUpAsLeader && node.configuration.voters.includes(this.id)) {
       // This router leads the partition: an ephemeral message goes out at once, without the
       // request machinery (requests.ts) or an encoding nothing would read (atLeader's rules).

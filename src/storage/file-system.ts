@@ -104,7 +104,14 @@ class NodeFileHandle implements FileHandle {
       await this.write(data, position);
       return this.sync();
     }
-    this.durable ??= open(this.path, constants.O_WRONLY | dsyncFlag);
+    if (this.durable === undefined) {
+      const opening = open(this.path, constants.O_WRONLY | dsyncFlag);
+      this.durable = opening;
+      // A failed open is not kept: the next write tries again (the store's gate decides).
+      opening.catch(() => {
+        if (this.durable === opening) this.durable = undefined;
+      });
+    }
     await writeAll(await this.durable, this.path, data, position);
   }
 
@@ -130,8 +137,11 @@ class NodeFileHandle implements FileHandle {
   async close(): Promise<void> {
     const durable = this.durable;
     this.durable = undefined;
-    await durable?.then((handle) => handle.close());
-    await this.handle.close();
+    try {
+      await durable?.then((handle) => handle.close());
+    } finally {
+      await this.handle.close();
+    }
   }
 }
 

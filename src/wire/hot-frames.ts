@@ -1,13 +1,17 @@
-// Hand-written Avro for the frames on the per-message path: Publish, Message, Ack, Ping, Pong.
+// Hand-written Avro for the frames on the per-message path: Publish, Message, Ack, Ping, Pong,
+// and the primitives the partition log's Publish command uses too (delivery/partition-commands.ts).
 // They are nearly all of what a busy link carries, and avsc's generic path (a Tap and a record
 // object per call, a copy into its buffer pool, type checks through several layers) was the
 // largest share of a router's CPU per message after TLS (profiles in bench/README.md).
 //
 // Invariants:
 // - The bytes are exactly avsc's for the schemas in schema.ts (codec.test.ts compares them on
-//   random frames), so a peer cannot tell which path encoded a frame.
+//   random frames), so a peer cannot tell which path encoded a frame. Except for a string with
+//   a lone surrogate: it is written as U+FFFD, avsc writes the surrogate's own three bytes;
+//   neither is valid UTF-8 to avsc's reader, and no string decoded off the wire holds one.
 // - Decoding accepts exactly what avsc plus checkFields accept; a bad body is reported, never
 //   thrown, and nothing is allocated for a frame that turns out to be bad except its error.
+//   Where avsc reads past the end (a count cut short) the refusal's wording may differ.
 // Traps:
 // - Avro longs are zig-zag varints. avsc refuses to write magnitudes over 2^53 - 2, so do we.
 // - A map is one block (count, entries, then 0) in Object.keys order, as avsc writes it. A
@@ -191,9 +195,9 @@ export class AvroReader {
   }
 
   /**
-   * Passes over a long it does not need (a block's byte size) without failing at the end, as
-   * avsc does: the count checks that follow then report what avsc reports (too many entries
-   * before a truncation).
+   * Passes over a long it does not need (a block's byte size) without failing at the end (avsc
+   * does not fail there either; it runs past the end): the count checks that follow then report
+   * too many entries before a truncation, as avsc does.
    */
   private skipLong(): void {
     const buffer = this.buffer;
