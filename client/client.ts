@@ -96,8 +96,10 @@ interface SubscriptionState {
 
 /**
  * One partition's requests on their way: how many are sent and unanswered, on which link (they
- * are all on one), and those held back until they are answered, oldest first.
- * Invariant: `connection` is set iff `count` > 0; an entry exists while either is non-empty.
+ * are all on one), and those held back until they are answered, oldest first (a request
+ * settled meanwhile stays in `held` with `heldBack` false, and is skipped).
+ * Invariants: `connection` is set iff `count` > 0; `held` is empty when `count` is 0; an entry
+ * exists while `count` > 0.
  */
 interface InFlight {
   connection: RouterConnection | undefined;
@@ -563,16 +565,10 @@ export class Client {
   /** The request no longer waits on its link or in its partition's queue (answered, or settled otherwise). */
   private detach(request: PendingRequest): void {
     const entry = request.partition >= 0 ? this.inFlight.get(request.partition) : undefined;
-    if (request.heldBack) {
-      request.heldBack = false;
-      if (entry !== undefined) entry.held.splice(entry.held.indexOf(request), 1);
-    }
+    // Left in its partition's queue, which skips it: taking it out would cost a scan.
+    request.heldBack = false;
     const connection = request.connection;
-    if (connection === undefined) {
-      if (entry !== undefined && entry.count === 0 && entry.held.length === 0)
-        this.inFlight.delete(request.partition);
-      return;
-    }
+    if (connection === undefined) return;
     connection.remove(request);
     if (entry === undefined || entry.connection !== connection || --entry.count > 0) return;
     entry.connection = undefined;
@@ -583,6 +579,7 @@ export class Client {
   private release(partition: number, entry: InFlight): void {
     const held = entry.held.splice(0);
     for (const request of held) {
+      if (!request.heldBack) continue; // settled while it waited
       request.heldBack = false;
       const connection = this.links.connectionFor(partition, this.ordering > 0);
       // With no link it waits, in id order, for the next one (dispatchWaiting).

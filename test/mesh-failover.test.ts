@@ -348,10 +348,22 @@ describe("region mesh under load (real processes)", () => {
         const admin = yield* Effect.promise(() => connect(options));
         yield* Effect.promise(() => admin.drain(leader));
         yield* Effect.promise(() => admin.close());
+        // While it runs, each check says what it still holds (a failure then says why).
         yield* cluster.waitUntil(
-          Effect.sync(() => {
+          Effect.suspend(() => {
             const info = cluster.router(leader);
-            return (!info.alive && info.exit?.code === 0) || `${leader} still running`;
+            if (!info.alive)
+              return Effect.succeed(info.exit?.code === 0 || `${leader} exited with ${info.exit?.code}`);
+            return cluster.views([leader]).pipe(
+              Effect.map((views) => {
+                const groups = [...views.values()].flatMap(groupsOf);
+                const held = groups
+                  .filter((group) => group.role === "leader" || group.voters.includes(leader))
+                  .map((group) => `${group.group} (${group.role}, voters ${group.voters.join(",")})`);
+                return `${leader} still running, holding ${held.join("; ") || "nothing"}`;
+              }),
+              Effect.catch(() => Effect.succeed(`${leader} still running (no status)`)),
+            );
           }),
           { timeoutMs: 30_000, what: `${leader} stopped by itself after the drain` },
         );
