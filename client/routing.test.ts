@@ -214,6 +214,13 @@ async function runTimers(w: World, count: number): Promise<void> {
   await settleMicrotasks();
 }
 
+/** One publish through `home`, which then names `leader`; waits until the client sends there. */
+async function linkLeader(w: World, topic: string, home: FakeRouter, leader: FakeRouter): Promise<void> {
+  await publishOne(w, topic);
+  home.nameLeader(topic, leader);
+  await driveUntil(w.clock, () => w.client.routeOf(topic) === leader.id);
+}
+
 async function publishOne(w: World, topic: string): Promise<void> {
   await driveThrough(w.clock, w.client.publish(topic, "x"));
 }
@@ -256,9 +263,7 @@ describe("client routing", () => {
   it("a broken leader link sends what waited on it back through the home router, with the same producer sequences", async () => {
     const w = await start();
     const [r1, r2] = [w.routers.get("r1")!, w.routers.get("r2")!];
-    await publishOne(w, topic);
-    r1.nameLeader(topic, r2);
-    await driveUntil(w.clock, () => w.client.routeOf(topic) === "r2");
+    await linkLeader(w, topic, r1, r2);
     r2.hold = true;
     const outcomes = publishAll(w.client, topic, 3);
     await driveUntil(w.clock, () => r2.publishes(topic).length === 3);
@@ -279,9 +284,7 @@ describe("client routing", () => {
     const [r1, r2] = [w.routers.get("r1")!, w.routers.get("r2")!];
     // Request ids 1..4 on the home link, so the leader link's ids differ from the client's.
     for (let index = 0; index < 4; index++) await publishOne(w, otherTopic);
-    await publishOne(w, topic);
-    r1.nameLeader(topic, r2);
-    await driveUntil(w.clock, () => w.client.routeOf(topic) === "r2");
+    await linkLeader(w, topic, r1, r2);
     r2.hold = true;
     const outcomes = publishAll(w.client, topic, 3);
     await driveUntil(w.clock, () => r2.publishes(topic).length === 3);
@@ -306,9 +309,7 @@ describe("client routing", () => {
       w.clock,
       w.client.subscribe(otherTopic, () => {}),
     );
-    await publishOne(w, topic);
-    r1.nameLeader(topic, r2);
-    await driveUntil(w.clock, () => w.client.routeOf(topic) === "r2");
+    await linkLeader(w, topic, r1, r2);
     r1.link.close("ShuttingDown", "router stopping");
     await driveUntil(w.clock, () => r2.kinds().includes("Subscribe"));
     expect(w.client.router).toBe("r2");
@@ -320,9 +321,7 @@ describe("client routing", () => {
   it("while a subscribe waits for its answer, publishes go through the home router", async () => {
     const w = await start();
     const [r1, r2] = [w.routers.get("r1")!, w.routers.get("r2")!];
-    await publishOne(w, topic);
-    r1.nameLeader(topic, r2);
-    await driveUntil(w.clock, () => w.client.routeOf(topic) === "r2");
+    await linkLeader(w, topic, r1, r2);
     r1.hold = true;
     let subscribed = false;
     void w.client
@@ -400,9 +399,7 @@ describe("client routing", () => {
   it("a partition's held requests keep their order when its route flips back to the busy link", async () => {
     const w = await start();
     const [r1, r2] = [w.routers.get("r1")!, w.routers.get("r2")!];
-    await publishOne(w, topic);
-    r1.nameLeader(topic, r2);
-    await driveUntil(w.clock, () => w.client.routeOf(topic) === "r2");
+    await linkLeader(w, topic, r1, r2);
     r2.hold = true;
     const first = publishAll(w.client, topic, 1); // sequence 2, on r2
     await driveUntil(w.clock, () => r2.publishes(topic).length === 1);
@@ -433,9 +430,7 @@ describe("client routing", () => {
       w.clock,
       w.client.subscribe(otherTopic, () => {}),
     );
-    await publishOne(w, topic);
-    r1.nameLeader(topic, r2);
-    await driveUntil(w.clock, () => w.client.routeOf(topic) === "r2");
+    await linkLeader(w, topic, r1, r2);
     await publishOne(w, otherTopic);
     r1.nameLeader(otherTopic, r3);
     await driveUntil(w.clock, () => w.client.routeOf(otherTopic) === "r3");
@@ -469,9 +464,7 @@ describe("client routing", () => {
   it("at routerLinksMax, a link to a router that leads nothing known any more makes room for a new leader", async () => {
     const w = await start({ routerLinksMax: 2 });
     const [r1, r2, r3] = [w.routers.get("r1")!, w.routers.get("r2")!, w.routers.get("r3")!];
-    await publishOne(w, topic);
-    r1.nameLeader(topic, r2);
-    await driveUntil(w.clock, () => w.client.routeOf(topic) === "r2");
+    await linkLeader(w, topic, r1, r2);
     // The leadership moved to r3: r2 leads nothing this client knows of.
     r1.nameLeader(topic, r3);
     await driveUntil(w.clock, () => w.client.routeOf(topic) === "r3");
