@@ -532,10 +532,11 @@ export class Client {
       entry.held.push(request);
       return;
     }
-    this.send(connection, request);
+    this.send(connection, request, entry);
   }
 
-  private send(connection: RouterConnection, request: PendingRequest): void {
+  /** `entry`: the request's partition's InFlight as it is now (entries are removed only by release and lost). */
+  private send(connection: RouterConnection, request: PendingRequest, entry: InFlight | undefined): void {
     const frame = request.frame;
     if (frame.kind === "Subscribe") {
       // A re-registration sent again resumes after what arrived since it was made.
@@ -546,7 +547,6 @@ export class Client {
     const result = connection.send(request);
     if (result.ok) {
       if (request.partition < 0) return;
-      const entry = this.inFlight.get(request.partition);
       if (entry === undefined) {
         this.inFlight.set(request.partition, { connection, count: 1, held: [] });
       } else {
@@ -583,7 +583,7 @@ export class Client {
       request.heldBack = false;
       const connection = this.links.connectionFor(partition, this.ordering > 0);
       // With no link it waits, in id order, for the next one (dispatchWaiting).
-      if (connection !== undefined) this.send(connection, request);
+      if (connection !== undefined) this.send(connection, request, entry);
     }
     const now = this.inFlight.get(partition);
     if (now !== undefined && now.count === 0 && now.held.length === 0) this.inFlight.delete(partition);

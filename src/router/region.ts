@@ -294,10 +294,8 @@ export class Region {
     if (node?.role === "leader" && node.caughtUpAsLeader && node.configuration.voters.includes(this.id)) {
       // This router leads the partition: an ephemeral message goes out at once, without the
       // request machinery (requests.ts) or an encoding nothing would read (atLeader's rules).
-      const kind = this.partitionState(partition).kindOf(topic) ?? this.ruleFor(topic);
-      if (kind === "ephemeral" && !this.declaring.has(topic)) {
-        this.counters.ephemeralMessages += 1;
-        this.fanOut(partition, 0, 0, topic, payload, headers);
+      if (!this.declaring.has(topic) && this.kindAt(partition, topic) === "ephemeral") {
+        this.sendEphemeral(partition, topic, payload, headers);
         return resolvedDone;
       }
     }
@@ -454,7 +452,6 @@ export class Region {
       // persistent, say): deciding now could treat it as ephemeral and drop the message.
       return failed("NoLeader", `partition ${group}'s new leader is catching up`);
     }
-    const state = this.partitionState(group);
     if (request.kind === "DeclareTopic") {
       const topic = request.topic;
       const declaration = this.propose(group, command);
@@ -465,7 +462,7 @@ export class Region {
       return declaration;
     }
     if (request.kind === "Publish") {
-      const kind = state.kindOf(request.topic) ?? this.ruleFor(request.topic);
+      const kind = this.kindAt(group, request.topic);
       if (kind === undefined) {
         return failed(
           "UnknownTopic",
@@ -473,8 +470,7 @@ export class Region {
         );
       }
       if (kind === "ephemeral") {
-        this.counters.ephemeralMessages += 1;
-        this.fanOut(group, 0, 0, request.topic, request.payload, request.headers);
+        this.sendEphemeral(group, request.topic, request.payload, request.headers);
         return done;
       }
     }
@@ -571,6 +567,17 @@ export class Region {
       return outcomeOfRaftError(group, error);
     }
     return outcomeOfApply(group, applied.result);
+  }
+
+  /** A topic's kind as its partition's leader decides it: declared, or by the rules; undefined: no such topic. */
+  private kindAt(partition: number, topic: string): TopicKind | undefined {
+    return this.partitionState(partition).kindOf(topic) ?? this.ruleFor(topic);
+  }
+
+  /** An ephemeral message, at its partition's leader: fanned out now, never stored. */
+  private sendEphemeral(partition: number, topic: string, payload: Uint8Array, headers: Headers): void {
+    this.counters.ephemeralMessages += 1;
+    this.fanOut(partition, 0, 0, topic, payload, headers);
   }
 
   private ruleFor(topic: string): TopicKind | undefined {
