@@ -37,7 +37,8 @@ export const waitUntil = <E, R>(
       const remainingMs = deadlineMs - (yield* Clock.currentTimeMillis);
       const attempt = yield* check.pipe(Effect.result, Effect.timeoutOption(Math.max(1, remainingMs)));
       if (Option.isNone(attempt)) {
-        last = "the last check did not finish by the deadline";
+        // Keep what the check said before: it says more than that this one ran out of time.
+        last = `${last} (then a check did not finish by the deadline)`;
       } else if (Result.isFailure(attempt.value)) {
         last = `the last check failed: ${describeFailure(attempt.value.failure)}`;
       } else if (attempt.value.success === true) {

@@ -103,14 +103,18 @@ function replicatedLeader(cluster: Cluster, voters: number) {
     yield* cluster.waitUntil(
       cluster.views().pipe(
         Effect.map((views) => {
+          const seen: string[] = [];
           for (const status of views.values()) {
             const group = groupsOf(status).find((candidate) => candidate.group === partition);
             if (group?.role === "leader" && group.voters.length === voters) {
               leader = status.id as string;
               return true;
             }
+            seen.push(
+              `${status.id}: ${group === undefined ? "no replica" : `${group.role}, voters ${group.voters.join(",")}`}`,
+            );
           }
-          return `no leader with ${voters} voters yet`;
+          return `no leader with ${voters} voters yet (${seen.join("; ")})`;
         }),
       ),
       { timeoutMs: 20_000, what: `the partition replicated on ${voters} routers` },

@@ -70,11 +70,16 @@ export class LeaderRole extends RaftState {
     for (const id of this.progress.keys()) {
       // Kept (outside every quorum, since quorums count configuration.voters): the leader
       // itself, which leads until its removal applies (§4.2.2), and a replica whose removal is
-      // not applied yet, which must still receive that entry to learn it left (or it would
-      // campaign, and wake the quiesced group, forever).
+      // not applied yet, which must still receive that entry and learn it is committed (or it
+      // would count itself a voter and campaign, and wake the quiesced group, forever). Once
+      // the removal applies here, the replica is kept for `departingTicks` more: it may not
+      // have heard the commit yet (its progress paused, or cut off for a moment), and the
+      // heartbeats of that grace carry it.
+      if (id === this.id || members.has(id)) continue;
       const leaving = applied.voters.includes(id) || applied.learners.includes(id);
-      if (id !== this.id && !members.has(id) && !leaving) this.progress.delete(id);
+      if (!leaving && !this.departing.has(id)) this.departing.set(id, this.departingTicks());
     }
+    for (const id of members) this.departing.delete(id);
     for (const id of members) {
       const existing = this.progress.get(id);
       if (existing === undefined) this.addProgress(id, next, !this.configuration.voters.includes(id));
@@ -86,9 +91,22 @@ export class LeaderRole extends RaftState {
     else this.appendPending = true;
   }
 
+  /** How long a removed replica is still sent to after its removal applied: two election timeouts. */
+  private departingTicks(): number {
+    return 2 * this.config.electionTicks;
+  }
+
   protected tickHeartbeat(): void {
     this.heartbeatElapsed += 1;
     this.electionElapsed += 1;
+    for (const [id, ticks] of this.departing) {
+      if (ticks > 1) {
+        this.departing.set(id, ticks - 1);
+        continue;
+      }
+      this.departing.delete(id);
+      this.progress.delete(id);
+    }
     if (this.electionElapsed >= this.config.electionTicks) {
       this.electionElapsed = 0;
       if (this.config.checkQuorum && !this.quorumActive()) {
@@ -357,7 +375,8 @@ export class LeaderRole extends RaftState {
   }
 
   protected canQuiesce(): boolean {
-    if (!this.config.quiesce || this.transferee !== null) return false;
+    // A quiet group would never end a removed replica's grace (tickHeartbeat).
+    if (!this.config.quiesce || this.transferee !== null || this.departing.size > 0) return false;
     if (this.readRounds.length > 0 || this.readBatch.length > 0 || this.appendPending) return false;
     const last = this.log.lastIndex();
     if (this.log.committed !== last || this.log.applied !== last || this.log.unstable.length > 0)

@@ -130,6 +130,12 @@ describe("single-server changes (§4.1, §4.2.2)", () => {
     h.elect("a");
     h.node("a").proposeConfigChange(change("remove", "d"));
     h.stabilize();
+    expect(h.node("a").configuration.voters).toEqual(["a", "b", "c"]);
+    // d is still sent to for a grace after its removal applied (so it learns it), then dropped.
+    for (let i = 0; i < 2 * defaultRaftConfig.electionTicks; i++) {
+      h.tick("a");
+      h.stabilize();
+    }
     expect([...h.node("a").matchIndexes().keys()].sort()).toEqual(["a", "b", "c"]);
     h.crash("c");
     h.crash("d");
@@ -424,7 +430,34 @@ describe("leaving a group (§4.2.2)", () => {
       h.tickAll();
       h.stabilize();
     }
-    expect(h.sent.slice(mark).filter((m) => m.from === "c")).toEqual([]);
+    // It answers the leader's grace heartbeats (tickHeartbeat), and asks nothing of anyone.
+    const answers = new Set(["heartbeatResponse", "appendResponse"]);
+    expect(h.sent.slice(mark).filter((m) => m.from === "c" && !answers.has(m.type))).toEqual([]);
     expect([h.node("a").quiesced, h.node("b").quiesced]).toEqual([true, true]);
+  });
+
+  it("§4.2.2 a removed replica cut off while its removal commits and applies still learns it once back, within a grace", () => {
+    const h = new RaftHarness({ voters: ["a", "b", "c"], config: { quiesce: false } });
+    h.elect("a");
+    h.isolate("c");
+    expect(h.node("a").proposeConfigChange(change("remove", "c")).ok).toBe(true);
+    h.stabilize();
+    expect(h.node("a").appliedConfiguration()).toEqual({ voters: ["a", "b"], learners: [] });
+    h.heal();
+    for (let i = 0; i < 2 * defaultRaftConfig.heartbeatTicks; i++) {
+      h.tickAll();
+      h.stabilize();
+    }
+    expect(h.node("c").configuration).toEqual({ voters: ["a", "b"], learners: [] });
+    // After the grace nothing goes to it any more.
+    for (let i = 0; i < 3 * defaultRaftConfig.electionTicks; i++) {
+      h.tick("a");
+      h.stabilize();
+    }
+    const mark = h.sent.length;
+    h.tick("a", 2 * defaultRaftConfig.heartbeatTicks);
+    h.stabilize();
+    expect(h.sent.slice(mark).filter((m) => m.to === "c")).toEqual([]);
+    expect(h.sent.slice(mark).some((m) => m.to === "b")).toBe(true);
   });
 });

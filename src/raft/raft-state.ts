@@ -82,6 +82,11 @@ export class RaftState {
 
   /** Leader only: what it knows of each replica, itself included. */
   protected progress = new Map<NodeId, Progress>();
+  /**
+   * Leader only: replicas whose removal this leader applied, with the ticks they are still
+   * kept (their progress too, outside every quorum): see LeaderRole.configurationChanged.
+   */
+  protected departing = new Map<NodeId, number>();
   protected votes = new Map<NodeId, boolean>();
   protected electionElapsed = 0;
   protected heartbeatElapsed = 0;
@@ -218,6 +223,7 @@ export class RaftState {
     this.transferee = null;
     this.votes.clear();
     this.progress.clear();
+    this.departing.clear();
     this.uncommitted = [];
     this.uncommittedBytes = 0;
     this.appendPending = false;
